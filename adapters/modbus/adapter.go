@@ -1,0 +1,135 @@
+package modbus
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/goburrow/modbus"
+
+	"github.com/fieldbridge/fieldbridge/adapters"
+	"github.com/fieldbridge/fieldbridge/adapters/modbus/transport"
+)
+
+// Adapter polls one Modbus bus.
+type Adapter struct {
+	cfg     *Config
+	log     *slog.Logger
+	devices []*device
+	pub     []*adapters.Device
+	stats   busStats
+
+	// newLink builds the bus transport; tests replace it.
+	newLink func() (link, error)
+}
+
+var (
+	_ adapters.Adapter   = (*Adapter)(nil)
+	_ adapters.Describer = (*Adapter)(nil)
+)
+
+// link is the bus transport as the scheduler uses it; the transport package
+// provides TCP, serial RTU and RTU-over-TCP implementations.
+type link interface {
+	modbus.Transporter
+	SetTimeout(time.Duration)
+	Close() error
+	Stats() transport.Stats
+}
+
+// Build turns the checked configuration into an adapter. Nothing is opened
+// until Run.
+func (c *Config) Build(env adapters.Env) (adapters.Adapter, error) {
+	log := env.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Adapter{cfg: c, log: log.With("bus", c.Name)}
+	for i := range c.Devices {
+		dc := &c.Devices[i]
+		pd := &adapters.Device{Name: dc.Name, Adapter: c.Name, Path: fmt.Sprintf("devices[%d]", i)}
+		vars := adapters.TopicVars{Gateway: env.GatewayID, Adapter: c.Name, Device: dc.Name, Point: "availability"}
+		tmpl := dc.Topic
+		if tmpl == "" {
+			tmpl = adapters.DefaultTopic
+		}
+		var err error
+		if pd.AvailabilityTopic, err = adapters.RenderTopic(tmpl, vars); err != nil {
+			return nil, fmt.Errorf("device %s: %w", dc.Name, err)
+		}
+		points := make([]*adapters.Point, len(dc.Points))
+		for j := range dc.Points {
+			pc := &dc.Points[j]
+			vars.Point = pc.Name
+			topic, err := adapters.RenderTopic(pc.topicTemplate(dc), vars)
+			if err != nil {
+				return nil, fmt.Errorf("device %s point %s: %w", dc.Name, pc.Name, err)
+			}
+			points[j] = &adapters.Point{
+				Device: dc.Name, Name: pc.Name, Topic: topic, Unit: pc.Unit,
+				Publish: pc.publishMode(dc), Deadband: pc.deadband(dc),
+				Path: fmt.Sprintf("%s.points[%d]", pd.Path, j),
+			}
+		}
+		pd.Points = points
+		d := &device{cfg: dc, pub: pd, requests: planDevice(dc, points), log: a.log.With("device", dc.Name, "unit", dc.unit)}
+		a.devices = append(a.devices, d)
+		a.pub = append(a.pub, pd)
+	}
+	a.newLink = a.openLink
+	return a, nil
+}
+
+// Devices lists the devices and points of the bus.
+func (a *Adapter) Devices() []*adapters.Device { return a.pub }
+
+// openLink builds the transport named by the config. Nothing is opened yet:
+// the transport connects on its first request.
+func (a *Adapter) openLink() (link, error) {
+	c := a.cfg
+	switch c.transport {
+	case transportRTU:
+		return transport.NewSerial(transport.SerialConfig{
+			Device: c.Device, Baud: c.Baud, DataBits: c.DataBits, Parity: c.parity,
+			StopBits: c.StopBits, Timeout: c.Timeout, Logger: a.log,
+		})
+	case transportRTUOverTCP:
+		return transport.NewRTUOverTCP(transport.RTUOverTCPConfig{
+			Address: c.Address, Timeout: c.Timeout, DialTimeout: c.ConnectTimeout, Baud: c.Baud, Logger: a.log,
+		})
+	}
+	return transport.NewTCP(transport.TCPConfig{
+		Address: c.Address, Timeout: c.Timeout, DialTimeout: c.ConnectTimeout, Logger: a.log,
+	})
+}
+
+// packager returns goburrow's framing for one unit id. Only its
+// Encode/Decode/Verify are used; our transports move the bytes.
+func (a *Adapter) packager(unit int) modbus.Packager {
+	if a.cfg.transport == transportTCP {
+		h := modbus.NewTCPClientHandler("")
+		h.SlaveId = byte(unit)
+		return h
+	}
+	h := modbus.NewRTUClientHandler("")
+	h.SlaveId = byte(unit)
+	return h
+}
+
+// Run polls the bus until ctx is done. Every request, for every device on
+// the bus, is made from this one goroutine: a serial line is half-duplex and
+// a Modbus TCP server may serve one request at a time.
+func (a *Adapter) Run(ctx context.Context, sink adapters.Sink) error {
+	l, err := a.newLink()
+	if err != nil {
+		return fmt.Errorf("bus %s: %w", a.cfg.Name, err)
+	}
+	defer l.Close()
+	// The context is checked between transactions, never used to cut one
+	// short: a request on the wire finishes (within its timeout) so the
+	// device is not left with half a frame.
+	b := newBus(a, l, sink)
+	b.run(ctx)
+	return nil
+}
