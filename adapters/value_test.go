@@ -91,7 +91,7 @@ func FuzzJSONString(f *testing.F) {
 func TestRenderTopic(t *testing.T) {
 	v := TopicVars{Gateway: "plant1", Adapter: "line1", Device: "meter1", Point: "voltage"}
 	ok := map[string]string{
-		DefaultTopic:                   "plant1/meter1/voltage",
+		DefaultTopic:                    "plant1/meter1/voltage",
 		"{gateway.id}/{device}/{point}": "plant1/meter1/voltage",
 		"site/{bus}/{device}/{point}":   "site/line1/meter1/voltage",
 		"fixed/topic":                   "fixed/topic",

@@ -9,10 +9,10 @@ import (
 // busStats are cumulative counters of a bus, read by metrics and benchmarks
 // while the bus goroutine updates them.
 type busStats struct {
-	cycles, skipped, requests                          atomic.Int64
-	exceptions, noReply, frameErrors, linkErrors       atomic.Int64
-	decodeErrors                                       atomic.Int64
-	link                                               atomic.Pointer[recordingLink]
+	cycles, skipped, requests                    atomic.Int64
+	exceptions, noReply, frameErrors, linkErrors atomic.Int64
+	decodeErrors                                 atomic.Int64
+	link                                         atomic.Pointer[recordingLink]
 }
 
 func (s *busStats) count(k failKind) {
