@@ -88,19 +88,22 @@ func (a *Adapter) Devices() []*adapters.Device { return a.pub }
 // the transport connects on its first request.
 func (a *Adapter) openLink() (link, error) {
 	c := a.cfg
+	// The bus reports outages itself, once, with their effect on devices;
+	// the transport's own connection messages are for debugging.
+	log := slog.New(debugOnly{a.log.Handler()})
 	switch c.transport {
 	case transportRTU:
 		return transport.NewSerial(transport.SerialConfig{
 			Device: c.Device, Baud: c.Baud, DataBits: c.DataBits, Parity: c.parity,
-			StopBits: c.StopBits, Timeout: c.Timeout, Logger: a.log,
+			StopBits: c.StopBits, Timeout: c.Timeout, Logger: log,
 		})
 	case transportRTUOverTCP:
 		return transport.NewRTUOverTCP(transport.RTUOverTCPConfig{
-			Address: c.Address, Timeout: c.Timeout, DialTimeout: c.ConnectTimeout, Baud: c.Baud, Logger: a.log,
+			Address: c.Address, Timeout: c.Timeout, DialTimeout: c.ConnectTimeout, Baud: c.Baud, Logger: log,
 		})
 	}
 	return transport.NewTCP(transport.TCPConfig{
-		Address: c.Address, Timeout: c.Timeout, DialTimeout: c.ConnectTimeout, Logger: a.log,
+		Address: c.Address, Timeout: c.Timeout, DialTimeout: c.ConnectTimeout, Logger: log,
 	})
 }
 
@@ -133,3 +136,19 @@ func (a *Adapter) Run(ctx context.Context, sink adapters.Sink) error {
 	b.run(ctx)
 	return nil
 }
+
+// debugOnly logs every record at debug level.
+type debugOnly struct{ slog.Handler }
+
+func (h debugOnly) Enabled(ctx context.Context, _ slog.Level) bool {
+	return h.Handler.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h debugOnly) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = slog.LevelDebug
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h debugOnly) WithAttrs(as []slog.Attr) slog.Handler { return debugOnly{h.Handler.WithAttrs(as)} }
+
+func (h debugOnly) WithGroup(name string) slog.Handler { return debugOnly{h.Handler.WithGroup(name)} }

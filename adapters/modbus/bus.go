@@ -114,6 +114,7 @@ func (b *bus) poll(ctx context.Context, d *device) {
 	probe := d.state == stateOffline
 	answered := false
 	var lastFail *ReadError
+	var silent []*ReadError // blocks that newly stopped answering
 	b.a.stats.cycles.Add(1)
 	for i := range d.requests {
 		if ctx.Err() != nil {
@@ -144,7 +145,9 @@ func (b *bus) poll(ctx context.Context, d *device) {
 		default:
 			lastFail = rerr
 		}
-		d.setRequestState(i, rerr)
+		if d.setRequestState(i, rerr) {
+			silent = append(silent, rerr)
+		}
 		b.emitError(q, rerr)
 		if probe && rerr.Kind != failException {
 			break
@@ -154,10 +157,18 @@ func (b *bus) poll(ctx context.Context, d *device) {
 	now := b.now()
 	switch {
 	case answered:
+		for _, e := range silent {
+			d.log.Warn("read failed", "err", e.detail())
+		}
+		if d.state != stateOnline {
+			// Back from an outage: the cycles missed while it lasted
+			// are not an overrun. Start the schedule afresh.
+			d.next = now
+		}
 		b.setOnline(d)
 		d.schedule(now, b.a.stats.skipped.Add)
 	case lastFail != nil:
-		b.setOffline(d, lastFail)
+		b.setOffline(d, lastFail, true)
 	}
 }
 
@@ -251,7 +262,7 @@ func (b *bus) linkFailed(err *ReadError) {
 				d.setRequestState(i, e)
 				b.emitError(q, e)
 			}
-			b.setOffline(d, err)
+			b.setOffline(d, err, false) // the bus-level message covers every device
 		}
 	} else {
 		b.linkBackoff = min(2*b.linkBackoff, b.a.cfg.BackoffMax)
@@ -280,10 +291,12 @@ func (b *bus) setOnline(d *device) {
 }
 
 // setOffline marks a device dead and schedules its next probe.
-func (b *bus) setOffline(d *device, err *ReadError) {
+func (b *bus) setOffline(d *device, err *ReadError, logIt bool) {
 	now := b.now()
 	if d.state != stateOffline {
-		d.log.Warn("device not answering; probing with backoff", "err", err.detail())
+		if logIt {
+			d.log.Warn("device not answering; probing with backoff", "err", err.detail())
+		}
 		d.state = stateOffline
 		d.backoff = b.a.cfg.BackoffInitial
 		b.sink.Availability(d.pub, false)

@@ -30,8 +30,15 @@ type device struct {
 	state   devState
 	next    time.Time     // when the next poll is due
 	backoff time.Duration // probe interval while offline
-	overrun bool          // the last schedule skipped cycles (log once)
 	reqErr  []string      // last error text per request, "" when fine
+
+	// Overrun reporting: a saturated bus skips cycles now and then; that is
+	// logged when it starts, summarised at most once a minute, and cleared
+	// after a minute without skips — not once per skip.
+	overrun      bool
+	lastSkip     time.Time
+	lastOverLog  time.Time
+	skippedSince int64
 }
 
 // reset prepares the device for a new run: every device is due at once.
@@ -40,8 +47,12 @@ func (d *device) reset(now time.Time) {
 	d.next = now
 	d.backoff = 0
 	d.overrun = false
+	d.skippedSince = 0
 	d.reqErr = make([]string, len(d.requests))
 }
+
+// overrunLogEvery bounds how often skipped cycles are reported.
+const overrunLogEvery = time.Minute
 
 // schedule sets the next poll one interval after the one just made. A missed
 // deadline is skipped, not queued: a bus that fell behind catches up by
@@ -49,42 +60,54 @@ func (d *device) reset(now time.Time) {
 func (d *device) schedule(now time.Time, skipped func(int64) int64) {
 	d.next = d.next.Add(d.cfg.Interval)
 	if d.next.After(now) {
-		if d.overrun {
-			d.log.Info("poll cycle back within its interval")
-			d.overrun = false
+		if d.overrun && now.Sub(d.lastSkip) >= overrunLogEvery {
+			d.log.Info("polling keeps its interval again", "interval", d.cfg.Interval, "skipped", d.skippedSince)
+			d.overrun, d.skippedSince = false, 0
 		}
 		return
 	}
 	n := now.Sub(d.next)/d.cfg.Interval + 1
 	d.next = d.next.Add(n * d.cfg.Interval)
 	skipped(int64(n))
-	if !d.overrun {
+	d.lastSkip = now
+	d.skippedSince += int64(n)
+	switch {
+	case !d.overrun:
 		d.log.Warn("polling fell behind its interval; skipping missed cycles",
 			"interval", d.cfg.Interval, "skipped", int64(n))
-		d.overrun = true
+		d.overrun, d.lastOverLog, d.skippedSince = true, now, 0
+	case now.Sub(d.lastOverLog) >= overrunLogEvery:
+		d.log.Warn("polling still falls behind its interval", "interval", d.cfg.Interval, "skipped_last_minute", d.skippedSince)
+		d.lastOverLog, d.skippedSince = now, 0
 	}
 }
 
 // setRequestState records the outcome of request i and logs changes: a block
-// that starts failing is logged once, and once more when it recovers.
-func (d *device) setRequestState(i int, err *ReadError) {
+// that starts failing is logged once, and once more when it recovers. It
+// reports whether a no-reply failure is new, which the caller logs only if
+// the device as a whole still answers (otherwise the device going offline
+// says it all).
+func (d *device) setRequestState(i int, err *ReadError) (newSilence bool) {
 	prev := d.reqErr[i]
 	if err == nil {
-		if prev != "" {
+		if prev != "" && d.state == stateOnline { // else "device online" says it
 			d.log.Info("read ok again", "request", d.where(&d.requests[i]))
-			d.reqErr[i] = ""
 		}
-		return
+		d.reqErr[i] = ""
+		return false
 	}
 	msg := err.Error()
 	if msg == prev {
-		return
+		return false
 	}
 	d.reqErr[i] = msg
-	// Silence and link failures are logged for the whole device or bus.
-	if err.Kind == failException || err.Kind == failFrame || (err.Kind == failNoReply && d.state == stateOnline) {
+	switch err.Kind {
+	case failException, failFrame:
 		d.log.Warn("read failed", "err", err.detail())
+	case failNoReply:
+		return true
 	}
+	return false
 }
 
 func (d *device) unitText() string { return fmt.Sprintf("unit %d", d.cfg.unit) }

@@ -1,0 +1,55 @@
+package queue
+
+// Stats are the queue's counters for the metrics endpoint. Counts are since
+// Open, except PendingRecords, Bytes and Segments, which describe the log
+// now (including records kept from before Open). Each record is counted once
+// in Acked, Dropped, Expired or CorruptRecords, or is still pending; the
+// exception is a record lost to corruption and later acknowledged past,
+// which is in both CorruptRecords and Acked.
+type Stats struct {
+	// PendingRecords are in the log and not yet acknowledged, dropped or
+	// expired (handed out by Next or not).
+	PendingRecords uint64
+	// Bytes is what the log occupies and MaxBytes limits: the segment files
+	// (including acknowledged records whose segment is not removed yet) for
+	// Queue, the encoded size of the records held for Memory.
+	Bytes int64
+	// Appended counts records appended.
+	Appended uint64
+	// Acked counts records acknowledged.
+	Acked uint64
+	// Dropped counts records lost to the quota: refused batches under
+	// DropNewest, unacknowledged records deleted under DropOldest.
+	Dropped uint64
+	// Expired counts records older than MaxAge skipped or deleted unsent.
+	Expired uint64
+	// CorruptRecords counts records found damaged (failed CRC, unreadable)
+	// and skipped, from the gap they leave in the numbering; a torn tail cut
+	// off at Open counts as one record, a zero-filled one as none.
+	// CorruptBytes counts the bytes skipped, cut off or moved aside.
+	CorruptRecords uint64
+	CorruptBytes   uint64
+	// Segments is the number of segment files.
+	Segments int
+	// Syncs counts successful data fsyncs (group commits and seals).
+	Syncs uint64
+	// WriteErrors counts failed writes, fsyncs and cursor updates.
+	WriteErrors uint64
+	// BytesWritten counts bytes written to files (segments and cursor): with
+	// Appended it shows the write volume the SD card sees.
+	BytesWritten uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st := q.st
+	st.Segments = len(q.segs)
+	st.Bytes = q.used
+	done := max(q.acked, q.lostThrough)
+	for _, s := range q.segs {
+		st.PendingRecords += s.unacked(done)
+	}
+	return st
+}
