@@ -18,18 +18,11 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
-// Message is a publish seen by an in-process subscriber.
-type Message struct {
-	Topic string
-	// Payload is only valid during the handler call: copy it to keep it.
-	Payload []byte
-	Retain  bool
-	QoS     byte
-	// Origin is the id of the client that published it; publishes made
-	// with Publish come from "inline", those made with PublishAs from the
-	// origin given there.
-	Origin string
-}
+// Handler receives publishes seen by an in-process subscription. The payload
+// is only valid during the call: copy it to keep it. origin is the id of the
+// client that published: "inline" for Publish, the origin given to
+// PublishAs, or a network client's id.
+type Handler func(topic string, payload []byte, retain bool, qos byte, origin string)
 
 // Broker is the embedded broker.
 type Broker struct {
@@ -133,11 +126,12 @@ func (b *Broker) PublishAs(origin, topic string, payload []byte, retain bool, qo
 
 // Subscribe calls handler for every message matching filter, including the
 // retained ones at once. The handler runs on the publisher's goroutine: it
-// must not block or do I/O — hand the message off and return.
-func (b *Broker) Subscribe(filter string, handler func(Message)) (unsubscribe func(), err error) {
+// must not do I/O — hand the message off and return. (Blocking briefly is
+// how it pushes back on a publisher faster than the consumer.)
+func (b *Broker) Subscribe(filter string, handler Handler) (unsubscribe func(), err error) {
 	id := int(b.subID.Add(1))
 	fn := func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		handler(Message{Topic: pk.TopicName, Payload: pk.Payload, Retain: pk.FixedHeader.Retain, QoS: pk.FixedHeader.Qos, Origin: pk.Origin})
+		handler(pk.TopicName, pk.Payload, pk.FixedHeader.Retain, pk.FixedHeader.Qos, pk.Origin)
 	}
 	if err := b.srv.Subscribe(filter, id, fn); err != nil {
 		return nil, fmt.Errorf("broker: subscribe %q: %w", filter, err)
