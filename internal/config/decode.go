@@ -10,26 +10,24 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml/ast"
+	yaml "go.yaml.in/yaml/v3"
 )
 
-// decoder maps a YAML AST onto Go values strictly: unknown keys, duplicate
-// keys, wrong types and out-of-range numbers are all reported — every one of
-// them, each with its position — instead of stopping at the first. goccy's
-// own decoder stops at the first error and loses positions for durations and
-// custom types, which is not good enough for a file a technician edits on a
-// factory floor.
+// decoder maps a YAML node tree onto Go values strictly: unknown keys,
+// duplicate keys, wrong types and out-of-range numbers are all reported —
+// every one of them, each with its position — instead of stopping at the
+// first, as library decoders do. A technician editing the file on a factory
+// floor gets the whole list at once.
 type decoder struct {
-	c       *collector
-	anchors map[string]ast.Node
-	env     func(string) (string, bool)
-	depth   int
+	c     *collector
+	env   func(string) (string, bool)
+	depth int
 }
 
 // nodeDecoder lets a type take over decoding of its own node (used for
 // adapter entries, whose Go type depends on their `type:` key).
 type nodeDecoder interface {
-	decodeNode(d *decoder, n ast.Node, path string)
+	decodeNode(d *decoder, n *yaml.Node, path string)
 }
 
 var (
@@ -38,48 +36,21 @@ var (
 	nodeDecoderType   = reflect.TypeOf((*nodeDecoder)(nil)).Elem()
 )
 
-func posOf(n ast.Node) pos {
-	if n == nil || n.GetToken() == nil {
+func posOf(n *yaml.Node) pos {
+	if n == nil {
 		return pos{}
 	}
-	p := n.GetToken().Position
-	return pos{p.Line, p.Column}
+	return pos{n.Line, n.Column}
 }
 
-// collectAnchors indexes every anchor so aliases (*name) can be resolved.
-func (d *decoder) collectAnchors(n ast.Node) {
-	ast.Walk(anchorVisitor(d.anchors), n)
-}
-
-type anchorVisitor map[string]ast.Node
-
-func (v anchorVisitor) Visit(n ast.Node) ast.Visitor {
-	if a, ok := n.(*ast.AnchorNode); ok && a.Name != nil {
-		v[a.Name.GetToken().Value] = a.Value
-	}
-	return v
-}
-
-// resolve strips anchors, tags and documents, and follows aliases.
-func (d *decoder) resolve(n ast.Node) ast.Node {
+// resolve strips documents and follows aliases.
+func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
 	for i := 0; i < 32 && n != nil; i++ {
-		switch x := n.(type) {
-		case *ast.DocumentNode:
-			n = x.Body
-		case *ast.AnchorNode:
-			n = x.Value
-		case *ast.TagNode:
-			n = x.Value
-		case *ast.AliasNode:
-			name := ""
-			if x.Value != nil {
-				name = x.Value.GetToken().Value
-			}
-			target, ok := d.anchors[name]
-			if !ok {
-				return x // reported by the caller as an unknown alias
-			}
-			n = target
+		switch {
+		case n.Kind == yaml.DocumentNode && len(n.Content) == 1:
+			n = n.Content[0]
+		case n.Kind == yaml.AliasNode:
+			n = n.Alias
 		default:
 			return n
 		}
@@ -87,14 +58,13 @@ func (d *decoder) resolve(n ast.Node) ast.Node {
 	return n
 }
 
-func isNull(n ast.Node) bool {
-	_, ok := n.(*ast.NullNode)
-	return n == nil || ok
+func isNull(n *yaml.Node) bool {
+	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
 }
 
 // decode decodes n into v (which must be settable), recording positions and
 // problems under path.
-func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	d.c.at(path, posOf(n))
 	d.depth++
 	defer func() { d.depth-- }()
@@ -103,10 +73,6 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 		return
 	}
 	n = d.resolve(n)
-	if a, ok := n.(*ast.AliasNode); ok {
-		d.c.errorf(path, "unknown alias %s", a.String())
-		return
-	}
 	if v.CanAddr() && v.Addr().Type().Implements(nodeDecoderType) {
 		v.Addr().Interface().(nodeDecoder).decodeNode(d, n, path)
 		return
@@ -165,26 +131,20 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 }
 
 // scalar returns the text of a scalar node, with ${ENV} references expanded.
-func (d *decoder) scalar(n ast.Node, path string) (string, bool) {
-	var s string
-	switch x := n.(type) {
-	case *ast.StringNode:
-		s = x.Value
-	case *ast.LiteralNode:
-		s = x.Value.Value
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-		s = n.GetToken().Value
-	case *ast.MappingNode, *ast.MappingValueNode:
+func (d *decoder) scalar(n *yaml.Node, path string) (string, bool) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+	case yaml.MappingNode:
 		d.c.errorf(path, "expected a single value, found a mapping")
 		return "", false
-	case *ast.SequenceNode:
+	case yaml.SequenceNode:
 		d.c.errorf(path, "expected a single value, found a list")
 		return "", false
 	default:
-		d.c.errorf(path, "expected a single value, found %s", n.Type())
+		d.c.errorf(path, "expected a single value")
 		return "", false
 	}
-	out, err := expandEnv(s, d.env)
+	out, err := expandEnv(n.Value, d.env)
 	if err != nil {
 		d.c.errorf(path, "%v", err)
 		return "", false
@@ -232,7 +192,7 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, error) {
 	return b.String(), nil
 }
 
-func (d *decoder) decodeDuration(n ast.Node, v reflect.Value, path string) {
+func (d *decoder) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -257,11 +217,7 @@ func (d *decoder) decodeDuration(n ast.Node, v reflect.Value, path string) {
 	v.SetInt(int64(dur))
 }
 
-func (d *decoder) decodeBool(n ast.Node, v reflect.Value, path string) {
-	if b, ok := n.(*ast.BoolNode); ok {
-		v.SetBool(b.Value)
-		return
-	}
+func (d *decoder) decodeBool(n *yaml.Node, v reflect.Value, path string) {
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -276,7 +232,7 @@ func (d *decoder) decodeBool(n ast.Node, v reflect.Value, path string) {
 	}
 }
 
-func (d *decoder) decodeInt(n ast.Node, v reflect.Value, path string) {
+func (d *decoder) decodeInt(n *yaml.Node, v reflect.Value, path string) {
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -293,7 +249,7 @@ func (d *decoder) decodeInt(n ast.Node, v reflect.Value, path string) {
 	v.SetInt(i)
 }
 
-func (d *decoder) decodeUint(n ast.Node, v reflect.Value, path string) {
+func (d *decoder) decodeUint(n *yaml.Node, v reflect.Value, path string) {
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -314,7 +270,7 @@ func (d *decoder) decodeUint(n ast.Node, v reflect.Value, path string) {
 	v.SetUint(u)
 }
 
-func (d *decoder) decodeFloat(n ast.Node, v reflect.Value, path string) {
+func (d *decoder) decodeFloat(n *yaml.Node, v reflect.Value, path string) {
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -327,44 +283,40 @@ func (d *decoder) decodeFloat(n ast.Node, v reflect.Value, path string) {
 	v.SetFloat(f)
 }
 
-func (d *decoder) decodeSlice(n ast.Node, v reflect.Value, path string) {
-	seq, ok := n.(*ast.SequenceNode)
-	if !ok {
+func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.SequenceNode {
 		d.c.errorf(path, "expected a list, found %s", describe(n))
 		return
 	}
-	out := reflect.MakeSlice(v.Type(), len(seq.Values), len(seq.Values))
-	for i, item := range seq.Values {
+	out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
 		d.decode(item, out.Index(i), fmt.Sprintf("%s[%d]", path, i))
 	}
 	v.Set(out)
 }
 
+// entry is one key: value pair of a mapping.
+type entry struct{ key, value *yaml.Node }
+
 // mapEntries returns the key/value pairs of a mapping node, in order, with
 // merge keys (<<: *anchor) expanded first so explicit keys override them.
 // The second result is how many leading entries came from merges.
-func (d *decoder) mapEntries(n ast.Node, path string) ([]*ast.MappingValueNode, int, bool) {
-	var values []*ast.MappingValueNode
-	switch x := n.(type) {
-	case *ast.MappingNode:
-		values = x.Values
-	case *ast.MappingValueNode:
-		values = []*ast.MappingValueNode{x}
-	default:
+func (d *decoder) mapEntries(n *yaml.Node, path string) ([]entry, int, bool) {
+	if n.Kind != yaml.MappingNode {
 		d.c.errorf(path, "expected a mapping (key: value), found %s", describe(n))
 		return nil, 0, false
 	}
-	var merged, explicit []*ast.MappingValueNode
-	for _, mv := range values {
-		if mv.Key != nil && mv.Key.IsMergeKey() {
-			src := d.resolve(mv.Value)
-			var srcs []ast.Node
-			if seq, ok := src.(*ast.SequenceNode); ok {
-				for _, s := range seq.Values {
+	var merged, explicit []entry
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Tag == "!!merge" {
+			src := d.resolve(v)
+			srcs := []*yaml.Node{src}
+			if src.Kind == yaml.SequenceNode {
+				srcs = srcs[:0]
+				for _, s := range src.Content {
 					srcs = append(srcs, d.resolve(s))
 				}
-			} else {
-				srcs = []ast.Node{src}
 			}
 			for _, s := range srcs {
 				if entries, _, ok := d.mapEntries(s, path); ok {
@@ -373,22 +325,12 @@ func (d *decoder) mapEntries(n ast.Node, path string) ([]*ast.MappingValueNode, 
 			}
 			continue
 		}
-		explicit = append(explicit, mv)
+		explicit = append(explicit, entry{k, v})
 	}
 	return append(merged, explicit...), len(merged), true
 }
 
-func keyText(mv *ast.MappingValueNode) string {
-	if mv.Key == nil {
-		return ""
-	}
-	if tk := mv.Key.GetToken(); tk != nil {
-		return tk.Value
-	}
-	return mv.Key.String()
-}
-
-func (d *decoder) decodeMap(n ast.Node, v reflect.Value, path string) {
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	if v.Type().Key().Kind() != reflect.String {
 		d.c.errorf(path, "internal error: map key must be a string")
 		return
@@ -400,10 +342,10 @@ func (d *decoder) decodeMap(n ast.Node, v reflect.Value, path string) {
 	if v.IsNil() {
 		v.Set(reflect.MakeMap(v.Type()))
 	}
-	for _, mv := range entries {
-		k := keyText(mv)
+	for _, e := range entries {
+		k := e.key.Value
 		ev := reflect.New(v.Type().Elem()).Elem()
-		d.decode(mv.Value, ev, path+"."+k)
+		d.decode(e.value, ev, path+"."+k)
 		v.SetMapIndex(reflect.ValueOf(k).Convert(v.Type().Key()), ev)
 	}
 }
@@ -439,20 +381,20 @@ func fieldIndex(t reflect.Type) map[string][]int {
 	return m
 }
 
-func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	entries, nMerged, ok := d.mapEntries(n, path)
 	if !ok {
 		return
 	}
 	fields := fieldIndex(v.Type())
 	seen := map[string]bool{} // explicit keys only: they may override merged ones
-	for i, mv := range entries {
-		k := keyText(mv)
+	for i, e := range entries {
+		k := e.key.Value
 		kp := k
 		if path != "" {
 			kp = path + "." + k
 		}
-		d.c.at(kp, posOf(mv.Key))
+		d.c.at(kp, posOf(e.key))
 		idx, ok := fields[k]
 		if !ok {
 			d.c.errorf(kp, "unknown key %q%s", k, suggest(k, fields))
@@ -465,7 +407,7 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 			}
 			seen[k] = true
 		}
-		d.decode(mv.Value, v.FieldByIndex(idx), kp)
+		d.decode(e.value, v.FieldByIndex(idx), kp)
 	}
 }
 
@@ -508,18 +450,22 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-func describe(n ast.Node) string {
-	switch n.(type) {
-	case *ast.MappingNode, *ast.MappingValueNode:
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
 		return "a mapping"
-	case *ast.SequenceNode:
+	case yaml.SequenceNode:
 		return "a list"
-	case *ast.StringNode, *ast.LiteralNode:
-		return fmt.Sprintf("the string %q", n.GetToken().Value)
-	case *ast.IntegerNode, *ast.FloatNode:
-		return "the number " + n.GetToken().Value
-	case *ast.BoolNode:
-		return "the boolean " + n.GetToken().Value
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!int", "!!float":
+			return "the number " + n.Value
+		case "!!bool":
+			return "the boolean " + n.Value
+		case "!!null":
+			return "nothing"
+		}
+		return fmt.Sprintf("the string %q", n.Value)
 	}
-	return n.Type().String()
+	return "an unexpected value"
 }
