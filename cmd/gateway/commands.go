@@ -20,6 +20,7 @@ import (
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := configFlag(fs)
+	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this `address` (e.g. 127.0.0.1:6060) for diagnosis")
 	if ok, code := parse(fs, args, stderr); !ok {
 		return code
 	}
@@ -29,6 +30,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitConfig
 	}
 	log := newLogger(cfg.Log, stderr)
+	if *pprofAddr != "" {
+		stopProfiling, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			log.Error("cannot serve pprof", "err", err)
+			return exitFail
+		}
+		defer stopProfiling()
+	}
 	for _, w := range cfg.Warnings {
 		log.Warn("config: " + w.String())
 	}

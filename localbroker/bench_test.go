@@ -1,0 +1,86 @@
+package localbroker
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rawSubscriber connects a minimal MQTT 3.1.1 client that subscribes to
+// filter at QoS 0 and discards everything it receives, costing the broker
+// process nothing but the socket.
+func rawSubscriber(tb testing.TB, addr, filter string) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	connect := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'b'}
+	sub := append([]byte{0x82, byte(5 + len(filter)), 0, 1, 0, byte(len(filter))}, filter...)
+	sub = append(sub, 0)
+	if _, err := c.Write(append(connect, sub...)); err != nil {
+		tb.Fatal(err)
+	}
+	ack := make([]byte, 9) // CONNACK (4) + SUBACK (5)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, ack); err != nil {
+		tb.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = io.Copy(io.Discard, c) }()
+	tb.Cleanup(func() { c.Close(); <-done })
+}
+
+// BenchmarkPublishRetained is mochi's own cost per value as the gateway
+// publishes it: inline, retained, ~80-byte JSON payload, 4,000 distinct
+// topics, one TCP subscriber on everything. Everything the gateway adds
+// (polling, decoding, encoding) comes on top of this.
+func BenchmarkPublishRetained(b *testing.B) {
+	for _, subscribers := range []int{0, 1} {
+		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
+			cfg := Config{Listen: "127.0.0.1:0"}
+			cfg.Check(nopReporter{})
+			br, err := New(cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := br.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer br.Close()
+			for i := 0; i < subscribers; i++ {
+				rawSubscriber(b, br.Addr(), "bench/#")
+			}
+			topics := make([]string, 4000)
+			for i := range topics {
+				topics[i] = fmt.Sprintf("bench/dev%d/r%d", i/500, i%500)
+			}
+			payload := []byte(`{"value":1234,"ts":"2026-11-26T10:00:00.123Z","quality":"good","unit":"V"}`)
+			b.ReportAllocs()
+			c0 := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := br.Publish(topics[i%len(topics)], payload, true, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			// Process CPU, so mochi's per-client writer goroutine counts too.
+			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N)/1000, "µs-cpu/op")
+		})
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+type nopReporter struct{}
+
+func (nopReporter) Errorf(string, string, ...any) {}
+func (nopReporter) Warnf(string, string, ...any)  {}
