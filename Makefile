@@ -17,7 +17,7 @@ test-unit:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	bench/run-all.sh
+	bench/run.sh
 
 # Static binaries for Raspberry Pi: armv6 (Pi Zero/1), armv7 (Pi 2/3/4 32-bit), arm64.
 build-arm:

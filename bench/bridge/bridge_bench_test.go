@@ -1,0 +1,256 @@
+// Package bridgebench compares the gateway's cloud bridge with mosquitto's
+// own bridge doing the same job: drain a backlog built during an outage,
+// and survive a kill -9 during the outage. It also records the gateway's
+// resident memory while a long outage piles up on disk. Run it with
+// bench/bridge/run.sh; `go test ./...` skips it.
+package bridgebench
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/fieldbridge/fieldbridge/internal/testpeer"
+)
+
+const enableEnv = "FIELDBRIDGE_BENCH_BRIDGE"
+
+func skipUnlessEnabled(t *testing.T) {
+	if os.Getenv(enableEnv) == "" {
+		t.Skipf("benchmark: set %s=1 (bench/bridge/run.sh does)", enableEnv)
+	}
+}
+
+// intEnv reads a count from the environment.
+func intEnv(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// counter subscribes to the cloud with paho and records, per topic, which
+// message numbers arrived and when the first and the last came.
+type counter struct {
+	mu          sync.Mutex
+	seen        map[int]bool
+	total       int
+	first, last time.Time
+	changed     chan struct{}
+	client      mqtt.Client
+}
+
+func newCounter(t *testing.T, addr, filter string) *counter {
+	t.Helper()
+	c := &counter{seen: map[int]bool{}, changed: make(chan struct{}, 1)}
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("bench-%d", time.Now().UnixNano())).
+		SetAutoReconnect(false).SetOrderMatters(true)
+	c.client = mqtt.NewClient(opts)
+	if tok := c.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("counter connect: %v", tok.Error())
+	}
+	tok := c.client.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
+		p := m.Payload()
+		sp := strings.IndexByte(string(p), ' ')
+		if sp < 0 {
+			return
+		}
+		k, err := strconv.Atoi(string(p[:sp]))
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		c.mu.Lock()
+		if c.total == 0 {
+			c.first = now
+		}
+		c.total++
+		c.seen[k] = true
+		c.last = now
+		c.mu.Unlock()
+		select {
+		case c.changed <- struct{}{}:
+		default:
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("counter subscribe: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.client.Disconnect(100) })
+	return c
+}
+
+func (c *counter) reset() {
+	c.mu.Lock()
+	c.seen, c.total = map[int]bool{}, 0
+	c.mu.Unlock()
+}
+
+func (c *counter) distinct() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+// wait waits until n distinct messages arrived, or until nothing arrived
+// for quiet; it returns the distinct count.
+func (c *counter) wait(n int, quiet time.Duration) int {
+	for {
+		if d := c.distinct(); d >= n {
+			return d
+		}
+		select {
+		case <-c.changed:
+		case <-time.After(quiet):
+			return c.distinct()
+		}
+	}
+}
+
+func (c *counter) window() (first, last time.Time, total int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.first, c.last, c.total
+}
+
+func lines(n int) [][]byte {
+	out := make([][]byte, n)
+	pad := strings.Repeat("x", 100)
+	for i := range out {
+		out[i] = fmt.Appendf(nil, "%07d %s", i, pad)
+	}
+	return out
+}
+
+// gateway is a run of the gateway binary.
+type gateway struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
+}
+
+func buildGateway(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "gateway")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/fieldbridge/fieldbridge/cmd/gateway").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func startGateway(t *testing.T, bin, config, logPath string) *gateway {
+	t.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{cmd: exec.Command(bin, "run", "--config", config), done: make(chan struct{}), log: f}
+	g.cmd.Stdout, g.cmd.Stderr = f, f
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = g.cmd.Wait()
+		f.Close()
+		close(g.done)
+	}()
+	t.Cleanup(func() { g.stop(syscall.SIGTERM) })
+	return g
+}
+
+func (g *gateway) stop(sig syscall.Signal) {
+	select {
+	case <-g.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(g.cmd.Process.Pid, sig)
+	select {
+	case <-g.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(g.cmd.Process.Pid, syscall.SIGKILL)
+		<-g.done
+	}
+}
+
+// rssKiB reads VmRSS of the process.
+func (g *gateway) rssKiB(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
+}
+
+// queuedRecords counts the records in the queue's segment files (format
+// in bridge/queue/doc.go).
+func queuedRecords(dir string) int {
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	n := 0
+	for _, s := range segs {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			continue
+		}
+		for off := 24; off+8 <= len(b); {
+			l := int(binary.LittleEndian.Uint32(b[off:]))
+			if l == 0 || off+8+l > len(b) {
+				break
+			}
+			if b[off+8] == 1 {
+				n++
+			}
+			off += 8 + l
+		}
+	}
+	return n
+}
+
+func waitUntil(t *testing.T, timeout, poll time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(poll)
+	}
+}
+
+func writeGatewayConfig(t *testing.T, dir, local, upstream string) string {
+	t.Helper()
+	path := filepath.Join(dir, "gateway.yaml")
+	err := os.WriteFile(path, fmt.Appendf(nil, `gateway: {id: plant1, data_dir: %s}
+log: {level: info}
+broker: {listen: "%s"}
+bridge:
+  upstreams: [{url: "tcp://%s"}]
+  keepalive: 5s
+  backoff_initial: 50ms
+  backoff_max: 100ms
+  forward: [{filter: "bench/#", prefix: "ours/"}]
+  buffer: {max_bytes: 2GiB}
+`, filepath.Join(dir, "data"), local, upstream), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -1,0 +1,40 @@
+#!/bin/sh
+# Prints the gateway's performance figures. Nothing here asserts a budget:
+# compare the numbers with the budgets in the README / issue notes.
+#
+#   bench/run.sh            everything (about 2 minutes; needs python3-pymodbus
+#                           and mosquitto-clients for the end-to-end runs)
+#
+# Run on an otherwise idle machine: CPU figures are process CPU time, but a
+# loaded machine inflates them.
+set -eu
+cd "$(dirname "$0")/.."
+
+echo "== stripped binary size (CGO_ENABLED=0, -trimpath -s -w)"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+for target in arm64: arm:7 arm:6 amd64:; do
+  arch=${target%%:*}; arm=${target#*:}
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch GOARM=$arm go build -trimpath -ldflags '-s -w' -o "$tmp/gw" ./cmd/gateway
+  printf '  linux/%-6s %s bytes\n' "$arch${arm:+v$arm}" "$(stat -c %s "$tmp/gw")"
+done
+
+echo "== the demo config: wire cost per poll cycle, resident memory"
+go test ./bench -run '^$' -bench 'Demo' -benchtime 1x | grep ^Benchmark
+
+echo "== broker alone: mochi's cost per retained value published to 0 and 1 subscribers"
+go test ./localbroker -run '^$' -bench PublishRetained -benchtime 200000x -count 3 | grep ^Benchmark
+
+echo "== publisher alone: encoding cost per point"
+go test ./internal/publisher -run '^$' -bench . -benchtime 20000x | grep ^Benchmark
+
+echo "== pipeline in one process: poll, decode, publish, 1 subscriber; 8 devices x 500 registers every 100 ms"
+go test ./bench -run '^$' -bench Pipeline -benchtime 1x -count 3 | grep ^Benchmark
+
+echo "== end to end: pymodbus over TCP, a separate gateway process, mosquitto_sub on everything"
+go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 3 | grep ^Benchmark
+echo "   the same with GOMAXPROCS=1 (fewer cross-thread wake-ups per message)"
+GOMAXPROCS=1 go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 2 | grep ^Benchmark
+
+echo "== modbus transports and planner"
+go test ./adapters/modbus/transport -run '^$' -bench . -benchtime 2s | grep ^Benchmark
