@@ -169,6 +169,8 @@ func (b *bus) poll(ctx context.Context, d *device) {
 		d.schedule(now, b.a.stats.skipped.Add)
 	case lastFail != nil:
 		b.setOffline(d, lastFail, true)
+	default:
+		d.schedule(now, b.a.stats.skipped.Add) // never poll the same device in a tight loop
 	}
 }
 
