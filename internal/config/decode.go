@@ -22,7 +22,13 @@ type decoder struct {
 	c     *collector
 	env   func(string) (string, bool)
 	depth int
+	nodes int // decoded so far, bounded: aliases can multiply a small file
 }
+
+// maxNodes bounds the work of one load. A real config of 10,000 points has
+// about 100,000 nodes; a chain of aliases that expands to more is a mistake
+// (or a "billion laughs"), not a config.
+const maxNodes = 2_000_000
 
 // nodeDecoder lets a type take over decoding of its own node (used for
 // adapter entries, whose Go type depends on their `type:` key).
@@ -62,6 +68,19 @@ func isNull(n *yaml.Node) bool {
 	return n == nil || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
 }
 
+// count books n more decoded values; past maxNodes it reports once and
+// says stop.
+func (d *decoder) count(path string, n int) bool {
+	if d.nodes > maxNodes {
+		return false
+	}
+	if d.nodes += n; d.nodes > maxNodes {
+		d.c.errorf(path, "the config expands to more than %d values (aliases referring to aliases?)", maxNodes)
+		return false
+	}
+	return true
+}
+
 // decode decodes n into v (which must be settable), recording positions and
 // problems under path.
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
@@ -70,6 +89,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	defer func() { d.depth-- }()
 	if d.depth > 64 {
 		d.c.errorf(path, "nesting too deep")
+		return
+	}
+	if !d.count(path, 1) {
 		return
 	}
 	n = d.resolve(n)
@@ -319,7 +341,13 @@ func (d *decoder) mapEntries(n *yaml.Node, path string) ([]entry, int, bool) {
 				}
 			}
 			for _, s := range srcs {
+				if !d.count(path, 1) {
+					return nil, 0, false
+				}
 				if entries, _, ok := d.mapEntries(s, path); ok {
+					if !d.count(path, len(entries)) {
+						return nil, 0, false
+					}
 					merged = append(merged, entries...)
 				}
 			}
