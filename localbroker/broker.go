@@ -12,6 +12,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -22,7 +23,10 @@ import (
 // is only valid during the call: copy it to keep it. origin is the id of the
 // client that published: "inline" for Publish, the origin given to
 // PublishAs, or a network client's id.
-type Handler func(topic string, payload []byte, retain bool, qos byte, origin string)
+//
+// It is an alias, not a defined type, so that consumers (the bridge) can
+// declare the same function type and be satisfied by *Broker as it is.
+type Handler = func(topic string, payload []byte, retain bool, qos byte, origin string)
 
 // Broker is the embedded broker.
 type Broker struct {
@@ -156,12 +160,36 @@ func (b *Broker) Stats() Stats {
 	}
 }
 
-// Close disconnects every client and stops the listener.
+// Close stops the broker: it lets the clients' writers deliver what is
+// queued for them (the devices' last "offline", for one) for up to
+// flushLimit, then disconnects every client and stops the listener.
 func (b *Broker) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	b.quiesce(flushLimit)
 	return b.srv.Close()
+}
+
+// flushLimit bounds how long Close waits for queued messages to go out.
+const flushLimit = time.Second
+
+// quiesce waits until the broker has written nothing for a few
+// milliseconds, or for limit. mochi does not expose its per-client queues;
+// the count of messages sent going still means they are empty.
+func (b *Broker) quiesce(limit time.Duration) {
+	const step, still = 10 * time.Millisecond, 3
+	deadline := time.Now().Add(limit)
+	last, quiet := atomic.LoadInt64(&b.srv.Info.MessagesSent), 0
+	for quiet < still && time.Now().Before(deadline) {
+		time.Sleep(step)
+		n := atomic.LoadInt64(&b.srv.Info.MessagesSent)
+		if n == last {
+			quiet++
+		} else {
+			last, quiet = n, 0
+		}
+	}
 }
 
 // allowHook lets every client connect and use every topic. It stands in for

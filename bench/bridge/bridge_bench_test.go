@@ -19,8 +19,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 )
 
 const enableEnv = "FIELDBRIDGE_BENCH_BRIDGE"
@@ -200,9 +198,11 @@ func (g *gateway) rssKiB(t *testing.T) int {
 	return 0
 }
 
-// queuedRecords counts the records in the queue's segment files (format
-// in bridge/queue/doc.go).
-func queuedRecords(dir string) int {
+// queuedRecords counts the records on topic in the queue's segment files
+// (format in bridge/queue/doc.go: a 24-byte segment header, frames of
+// length u32, crc u32 and body; a record body is kind 1, flags, topic
+// length u16, seq u64, time i64, topic, payload).
+func queuedRecords(dir, topic string) int {
 	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
 	n := 0
 	for _, s := range segs {
@@ -215,8 +215,12 @@ func queuedRecords(dir string) int {
 			if l == 0 || off+8+l > len(b) {
 				break
 			}
-			if b[off+8] == 1 {
-				n++
+			body := b[off+8 : off+8+l]
+			if body[0] == 1 && len(body) >= 20 {
+				tl := int(binary.LittleEndian.Uint16(body[2:]))
+				if 20+tl <= len(body) && string(body[20:20+tl]) == topic {
+					n++
+				}
 			}
 			off += 8 + l
 		}
@@ -235,7 +239,7 @@ func waitUntil(t *testing.T, timeout, poll time.Duration, what string, cond func
 	}
 }
 
-func writeGatewayConfig(t *testing.T, dir, local, upstream string) string {
+func writeGatewayConfig(t *testing.T, dir, local, upstream, prefix string, inflight int) string {
 	t.Helper()
 	path := filepath.Join(dir, "gateway.yaml")
 	err := os.WriteFile(path, fmt.Appendf(nil, `gateway: {id: plant1, data_dir: %s}
@@ -244,11 +248,12 @@ broker: {listen: "%s"}
 bridge:
   upstreams: [{url: "tcp://%s"}]
   keepalive: 5s
+  inflight: %d
   backoff_initial: 50ms
   backoff_max: 100ms
-  forward: [{filter: "bench/#", prefix: "ours/"}]
+  forward: [{filter: "bench/#", prefix: "%s"}]
   buffer: {max_bytes: 2GiB}
-`, filepath.Join(dir, "data"), local, upstream), 0o644)
+`, filepath.Join(dir, "data"), local, upstream, inflight, prefix), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,6 +96,9 @@ func printPlan(w io.Writer, cfg *config.Config, built []adapters.Adapter) {
 	if cfg.Simulator != nil {
 		fmt.Fprintf(w, "simulator on %s\n", cfg.Simulator.Listen)
 	}
+	if cfg.Bridge != nil {
+		cfg.Bridge.Describe(w)
+	}
 	for _, a := range built {
 		fmt.Fprintln(w)
 		if d, ok := a.(adapters.Describer); ok {

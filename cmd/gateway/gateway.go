@@ -12,11 +12,14 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/fieldbridge/fieldbridge/adapters"
+	"github.com/fieldbridge/fieldbridge/bridge"
 	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/publisher"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 	"github.com/fieldbridge/fieldbridge/localbroker"
 )
+
+var _ bridge.Source = (*localbroker.Broker)(nil)
 
 // gateway is a running gateway: the parts and the goroutines that own them.
 type gateway struct {
@@ -26,6 +29,11 @@ type gateway struct {
 	adapters []adapters.Adapter
 	pub      *publisher.Publisher
 	wg       sync.WaitGroup
+
+	// The bridge has its own context: it stops after the broker, so that
+	// it queues everything the broker handed it before closing the queue.
+	stopBridge context.CancelFunc
+	bridgeDone chan struct{}
 }
 
 // startGateway builds and starts everything a config names. On error, what
@@ -58,6 +66,11 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (g 
 	if err = g.broker.Start(); err != nil {
 		return nil, err
 	}
+	if cfg.Bridge != nil {
+		if err = g.startBridge(*cfg.Bridge, log); err != nil {
+			return nil, err
+		}
+	}
 	points := adapters.Number(g.adapters)
 	g.pub = publisher.New(g.broker, points, log.With("component", "publisher"))
 	for _, a := range g.adapters {
@@ -71,8 +84,29 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (g 
 	return g, nil
 }
 
+// startBridge opens the bridge's queue and runs the bridge until
+// stopServices. It starts before the adapters; what they publish before its
+// subscriptions are in place reaches it as retained values.
+func (g *gateway) startBridge(cfg bridge.Config, log *slog.Logger) error {
+	b, err := bridge.New(cfg, g.broker, log)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g.stopBridge, g.bridgeDone = cancel, make(chan struct{})
+	go func() {
+		defer close(g.bridgeDone)
+		if err := b.Run(ctx); err != nil {
+			log.Error("bridge stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
 // wait blocks until ctx ends, then shuts down in order: adapters finish
-// their in-flight request and stop, then the broker and the simulator close.
+// their in-flight request and stop, the broker closes, the bridge queues
+// and syncs what it was handed, says goodbye upstream and closes its queue,
+// and the simulator closes.
 func (g *gateway) wait(ctx context.Context) {
 	<-ctx.Done()
 	g.log.Info("shutting down")
@@ -85,6 +119,10 @@ func (g *gateway) wait(ctx context.Context) {
 func (g *gateway) stopServices() {
 	if g.broker != nil {
 		_ = g.broker.Close()
+	}
+	if g.stopBridge != nil {
+		g.stopBridge()
+		<-g.bridgeDone
 	}
 	if g.sim != nil {
 		_ = g.sim.Close()

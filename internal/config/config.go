@@ -19,6 +19,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/fieldbridge/fieldbridge/adapters"
+	"github.com/fieldbridge/fieldbridge/bridge"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 	"github.com/fieldbridge/fieldbridge/localbroker"
 )
@@ -33,6 +34,9 @@ type File struct {
 	// Simulator, when present, starts the built-in Modbus TCP device
 	// simulator in-process (the demo).
 	Simulator *simulator.Config `yaml:"simulator"`
+	// Bridge, when present, forwards local topics to a cloud broker with
+	// store-and-forward, and cloud commands to the local broker.
+	Bridge *bridge.Config `yaml:"bridge"`
 }
 
 // Gateway is the `gateway:` section.
@@ -230,6 +234,9 @@ func (cfg *Config) check() {
 			c.errorf("simulator.listen", "the simulator and the broker both listen on %s", s.Listen)
 		}
 	}
+	if cfg.Bridge != nil {
+		cfg.Bridge.Check(g.ID, g.DataDir, prefixed{c, "bridge"})
+	}
 	env := adapters.Env{GatewayID: g.ID}
 	names := map[string]int{}
 	for i := range cfg.Adapters {
@@ -259,6 +266,13 @@ func (cfg *Config) Build(log *slog.Logger) ([]adapters.Adapter, error) {
 			return
 		}
 		topics[topic] = path
+		if b := cfg.Bridge; b != nil {
+			for _, cloud := range b.ForwardTopics(topic) {
+				if cloud == b.StatusTopic {
+					c.errorf(path, "%s is forwarded to %s, the bridge's status topic (set bridge.status_topic or change the forward prefix)", what, cloud)
+				}
+			}
+		}
 	}
 	for i := range cfg.Adapters {
 		e := &cfg.Adapters[i]

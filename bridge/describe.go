@@ -1,0 +1,48 @@
+package bridge
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Describe prints what the bridge will do, for `gateway check`: where it
+// connects, what goes up and comes down, and how the backlog is kept. Call
+// it on a checked config. Secrets are never printed.
+func (c *Config) Describe(w io.Writer) {
+	urls := make([]string, len(c.Upstreams))
+	for i, up := range c.Upstreams {
+		urls[i] = up.URL
+		if up.u != nil {
+			urls[i] = up.u.Redacted()
+		}
+	}
+	auth := "anonymous"
+	switch {
+	case c.TLS.CertFile != "":
+		auth = "client certificate"
+	case c.Username != "":
+		auth = "user " + c.Username
+	}
+	fmt.Fprintf(w, "bridge: %s as %q (%s), keepalive %s, %d in flight\n",
+		strings.Join(urls, ", then "), c.clientID, auth, c.Keepalive, c.Inflight)
+	for _, r := range c.Forward {
+		fmt.Fprintf(w, "  forward   %s -> %s%s (qos %d, retain %s)\n", r.Filter, r.Prefix, r.Filter, qosOf(r.QoS), r.Retain)
+	}
+	for _, r := range c.Subscribe {
+		fmt.Fprintf(w, "  subscribe %s -> strip %q (qos %d)\n", r.Filter, r.StripPrefix, qosOf(r.QoS))
+	}
+	age := "no age limit"
+	if c.Buffer.MaxAge != nil && *c.Buffer.MaxAge > 0 {
+		age = "at most " + c.Buffer.MaxAge.String() + " old"
+	}
+	fmt.Fprintf(w, "  status topic %s; queue in %s: up to %s, %s, %s when full, sync %s\n",
+		c.StatusTopic, c.Buffer.Dir, c.Buffer.MaxBytes, age, c.Buffer.WhenFull, c.Buffer.Sync)
+}
+
+func qosOf(q *int) int {
+	if q == nil {
+		return DefaultQoS
+	}
+	return *q
+}

@@ -1,0 +1,83 @@
+package bridge
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server = <-accepted
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// TestBatchConnDelivers: everything written arrives in order, and what is
+// pending at Close (paho's DISCONNECT) is flushed before the socket closes.
+func TestBatchConnDelivers(t *testing.T) {
+	client, server := tcpPair(t)
+	c := newBatchConn(client, time.Second)
+	var want bytes.Buffer
+	for i := range 5000 {
+		p := []byte{byte(i), byte(i >> 8), 0xAB}
+		want.Write(p)
+		if _, err := c.Write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("received %d bytes, want %d in order", len(got), want.Len())
+	}
+	if _, err := c.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after close: %v", err)
+	}
+}
+
+// TestBatchConnStuckWrite: a peer that reads nothing fills the socket
+// buffers; the flusher's write times out, the socket is closed (paho's
+// reader then reports the connection lost) and writers get the error
+// instead of blocking.
+func TestBatchConnStuckWrite(t *testing.T) {
+	client, server := tcpPair(t)
+	_ = server // never read
+	c := newBatchConn(client, 200*time.Millisecond)
+	chunk := make([]byte, 64<<10)
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for err == nil && time.Now().Before(deadline) {
+		_, err = c.Write(chunk)
+	}
+	if err == nil {
+		t.Fatal("writes to a peer that reads nothing never failed")
+	}
+	if _, rerr := c.Read(make([]byte, 1)); rerr == nil {
+		t.Error("the socket is still open after the write failed")
+	}
+	_ = c.Close()
+}
