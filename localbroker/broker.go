@@ -38,6 +38,7 @@ type Broker struct {
 	mu      sync.Mutex
 	origins map[string]*mqtt.Client
 	closed  atomic.Bool
+	closing *atomic.Bool // shared with mochi's log handler
 }
 
 // New builds a broker from a checked config. Nothing listens until Start.
@@ -46,6 +47,7 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "broker")
+	closing := new(atomic.Bool)
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumClients = int64(cfg.MaxClients)
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
@@ -60,7 +62,7 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		Capabilities: caps,
 		// mochi reports every client connect at info level; that belongs
 		// in debug output on a gateway that runs for years.
-		Logger:                   slog.New(floorHandler{log.Handler(), slog.LevelWarn}),
+		Logger:                   slog.New(floorHandler{log.Handler(), slog.LevelWarn, closing}),
 		ClientNetWriteBufferSize: 16 << 10,
 		ClientNetReadBufferSize:  4 << 10,
 	})
@@ -69,7 +71,7 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	if err := srv.AddHook(new(allowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	return &Broker{cfg: cfg, log: log, srv: srv, origins: map[string]*mqtt.Client{}}, nil
+	return &Broker{cfg: cfg, log: log, srv: srv, origins: map[string]*mqtt.Client{}, closing: closing}, nil
 }
 
 // Start opens the listener and starts serving.
@@ -168,6 +170,9 @@ func (b *Broker) Close() error {
 		return nil
 	}
 	b.quiesce(flushLimit)
+	// Disconnecting clients makes mochi warn about every connection it
+	// closes itself: expected at shutdown, so not worth a line each.
+	b.closing.Store(true)
 	return b.srv.Close()
 }
 
@@ -207,20 +212,25 @@ func (*allowHook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { ret
 
 func (*allowHook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
 
-// floorHandler drops records below a minimum level.
+// floorHandler drops mochi's records below a minimum level, and below Error
+// once the broker is closing.
 type floorHandler struct {
 	slog.Handler
-	min slog.Level
+	min     slog.Level
+	closing *atomic.Bool
 }
 
 func (h floorHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	if h.closing.Load() && l < slog.LevelError {
+		return false
+	}
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
 
 func (h floorHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return floorHandler{h.Handler.WithAttrs(as), h.min}
+	return floorHandler{h.Handler.WithAttrs(as), h.min, h.closing}
 }
 
 func (h floorHandler) WithGroup(name string) slog.Handler {
-	return floorHandler{h.Handler.WithGroup(name), h.min}
+	return floorHandler{h.Handler.WithGroup(name), h.min, h.closing}
 }
