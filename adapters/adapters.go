@@ -76,6 +76,15 @@ type Describer interface {
 	Describe(w io.Writer)
 }
 
+// Exclusive is implemented by adapters that hold a resource no other adapter
+// may use at the same time, such as a serial port: two buses on one RS-485
+// line would interleave their frames. The gateway refuses a config where two
+// adapters name the same resource.
+type Exclusive interface {
+	// Exclusive names the resources, e.g. "serial port /dev/ttyUSB0".
+	Exclusive() []string
+}
+
 // Sink receives what adapters read. Implementations must be safe for
 // concurrent use by several adapters and bus goroutines, must not block for
 // long, and must not keep the samples slice after returning.

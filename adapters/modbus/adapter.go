@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/goburrow/modbus"
@@ -27,6 +28,7 @@ type Adapter struct {
 var (
 	_ adapters.Adapter   = (*Adapter)(nil)
 	_ adapters.Describer = (*Adapter)(nil)
+	_ adapters.Exclusive = (*Adapter)(nil)
 )
 
 // link is the bus transport as the scheduler uses it; the transport package
@@ -79,6 +81,19 @@ func (c *Config) Build(env adapters.Env) (adapters.Adapter, error) {
 	}
 	a.newLink = a.openLink
 	return a, nil
+}
+
+// Exclusive names the serial port of an RTU bus: one bus per line. A path
+// that exists is resolved (/dev/serial/by-id/… links to /dev/ttyUSB0).
+func (a *Adapter) Exclusive() []string {
+	if a.cfg.transport != transportRTU {
+		return nil
+	}
+	dev := filepath.Clean(a.cfg.Device)
+	if real, err := filepath.EvalSymlinks(dev); err == nil {
+		dev = real
+	}
+	return []string{"serial port " + dev}
 }
 
 // Devices lists the devices and points of the bus.

@@ -274,12 +274,21 @@ func (cfg *Config) Build(log *slog.Logger) ([]adapters.Adapter, error) {
 			}
 		}
 	}
+	held := map[string]string{} // exclusive resource -> adapter path
 	for i := range cfg.Adapters {
 		e := &cfg.Adapters[i]
 		a, err := e.Config.Build(adapters.Env{GatewayID: cfg.Gateway.ID, Log: log.With("adapter", e.Type)})
 		if err != nil {
 			c.errorf(e.path, "%v", err)
 			continue
+		}
+		if x, ok := a.(adapters.Exclusive); ok {
+			for _, r := range x.Exclusive() {
+				if prev, dup := held[r]; dup {
+					c.errorf(e.path, "%s is already used by %s: put every device on that line under one adapter", r, prev)
+				}
+				held[r] = e.path
+			}
 		}
 		for _, d := range a.Devices() {
 			dp := e.path + "." + d.Path
