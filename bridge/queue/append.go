@@ -22,13 +22,9 @@ func (q *Queue) Append(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	var size int64
-	for i := range recs {
-		recs[i].Seq = 0
-		if err := validate(&recs[i]); err != nil {
-			return fmt.Errorf("queue: append record %d of %d: %w", i+1, len(recs), err)
-		}
-		size += frameSize(&recs[i])
+	size, err := checkBatch(recs)
+	if err != nil {
+		return err
 	}
 	n := uint64(len(recs))
 
@@ -103,6 +99,21 @@ func (q *Queue) Append(recs []Record) error {
 	}
 	q.writeRecovered()
 	return nil
+}
+
+// checkBatch validates a batch before anything is written, clearing the
+// Seq of every record (set again only when the batch is in), and returns
+// its size as frames.
+func checkBatch(recs []Record) (int64, error) {
+	var size int64
+	for i := range recs {
+		recs[i].Seq = 0
+		if err := validate(&recs[i]); err != nil {
+			return 0, fmt.Errorf("queue: append record %d of %d: %w", i+1, len(recs), err)
+		}
+		size += frameSize(&recs[i])
+	}
+	return size, nil
 }
 
 // reserve makes sure the cursor file has reserved the next n numbers before

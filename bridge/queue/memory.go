@@ -40,13 +40,9 @@ func (m *Memory) Append(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	var size int64
-	for i := range recs {
-		recs[i].Seq = 0
-		if err := validate(&recs[i]); err != nil {
-			return fmt.Errorf("queue: append record %d of %d: %w", i+1, len(recs), err)
-		}
-		size += frameSize(&recs[i])
+	size, err := checkBatch(recs)
+	if err != nil {
+		return err
 	}
 	n := uint64(len(recs))
 	m.mu.Lock()
