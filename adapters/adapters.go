@@ -85,6 +85,14 @@ type Exclusive interface {
 	Exclusive() []string
 }
 
+// HealthChecker is implemented by adapters that can tell whether they are
+// making progress. The gateway feeds the systemd watchdog only while every
+// adapter is healthy, so a stuck adapter gets the process restarted.
+type HealthChecker interface {
+	// Healthy returns nil, or why the adapter is stuck.
+	Healthy(now time.Time) error
+}
+
 // Sink receives what adapters read. Implementations must be safe for
 // concurrent use by several adapters and bus goroutines, must not block for
 // long, and must not keep the samples slice after returning.

@@ -26,9 +26,10 @@ type Adapter struct {
 }
 
 var (
-	_ adapters.Adapter   = (*Adapter)(nil)
-	_ adapters.Describer = (*Adapter)(nil)
-	_ adapters.Exclusive = (*Adapter)(nil)
+	_ adapters.Adapter       = (*Adapter)(nil)
+	_ adapters.Describer     = (*Adapter)(nil)
+	_ adapters.Exclusive     = (*Adapter)(nil)
+	_ adapters.HealthChecker = (*Adapter)(nil)
 )
 
 // link is the bus transport as the scheduler uses it; the transport package
@@ -94,6 +95,39 @@ func (a *Adapter) Exclusive() []string {
 		dev = real
 	}
 	return []string{"serial port " + dev}
+}
+
+// stuckAfter is the slack added to the longest possible poll before a bus
+// counts as stuck.
+const stuckAfter = 30 * time.Second
+
+// Healthy reports a bus stuck in one poll far longer than its timeouts
+// allow: every transaction is bounded by them, so that means a bug (a
+// deadlock on the way to the broker, a driver that never returns), and the
+// watchdog should restart the gateway.
+func (a *Adapter) Healthy(now time.Time) error {
+	since := a.stats.busySince.Load()
+	if since == 0 {
+		return nil
+	}
+	busy := now.Sub(time.Unix(0, since))
+	if limit := a.pollBound() + stuckAfter; busy > limit {
+		return fmt.Errorf("bus %s stuck in one poll for %s (its timeouts allow %s)", a.cfg.Name, busy.Round(time.Second), a.pollBound())
+	}
+	return nil
+}
+
+// pollBound is the longest one device's poll can take: every request tried
+// retries+1 times, each attempt a connect, a reply timeout and the pause
+// after it.
+func (a *Adapter) pollBound() time.Duration {
+	c := a.cfg
+	var longest time.Duration
+	for _, d := range a.devices {
+		per := c.ConnectTimeout + d.cfg.Timeout + c.DelayBetweenRequests
+		longest = max(longest, time.Duration(len(d.requests)*(d.cfg.retries+1))*per)
+	}
+	return longest
 }
 
 // Devices lists the devices and points of the bus.

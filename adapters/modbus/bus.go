@@ -68,7 +68,9 @@ func (b *bus) run(ctx context.Context) {
 		if !b.sleep(ctx, at.Sub(b.now())) {
 			return
 		}
+		b.a.stats.busySince.Store(b.now().UnixNano())
 		b.poll(ctx, d)
+		b.a.stats.busySince.Store(0)
 	}
 }
 

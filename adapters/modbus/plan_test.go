@@ -3,7 +3,9 @@ package modbus
 import (
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
+	"time"
 )
 
 func items(spans ...[2]int) []planItem {
@@ -133,5 +135,30 @@ func TestWireBytes(t *testing.T) {
 	c := request{table: Coil, count: 9}
 	if req, resp := c.wireBytes(transportRTU); req != 8 || resp != 7 {
 		t.Errorf("rtu FC01 x9: %d/%d bytes, want 8/7", req, resp)
+	}
+}
+
+// TestHealthy: a bus counts as stuck only when one poll outlasts what its
+// timeouts allow, plus slack.
+func TestHealthy(t *testing.T) {
+	timeout := time.Second
+	retries := 1
+	a := &Adapter{cfg: &Config{ConnectTimeout: 3 * time.Second}}
+	a.cfg.Base.Name = "line1"
+	a.devices = []*device{{cfg: &DeviceConfig{Timeout: timeout, retries: retries}, requests: make([]request, 4)}}
+	if got, want := a.pollBound(), 4*2*(4*time.Second); got != want {
+		t.Fatalf("pollBound = %s, want %s", got, want)
+	}
+	now := time.Now()
+	if err := a.Healthy(now); err != nil {
+		t.Errorf("idle bus: %v", err)
+	}
+	a.stats.busySince.Store(now.Add(-a.pollBound()).UnixNano())
+	if err := a.Healthy(now); err != nil {
+		t.Errorf("a long but possible poll: %v", err)
+	}
+	a.stats.busySince.Store(now.Add(-a.pollBound() - stuckAfter - time.Second).UnixNano())
+	if err := a.Healthy(now); err == nil || !strings.Contains(err.Error(), "bus line1 stuck") {
+		t.Errorf("stuck bus: %v", err)
 	}
 }

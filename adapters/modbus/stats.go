@@ -13,6 +13,7 @@ type busStats struct {
 	exceptions, noReply, frameErrors, linkErrors atomic.Int64
 	decodeErrors                                 atomic.Int64
 	link                                         atomic.Pointer[recordingLink]
+	busySince                                    atomic.Int64 // unix ns a poll started, 0 when idle
 }
 
 func (s *busStats) count(k failKind) {

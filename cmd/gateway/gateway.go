@@ -163,8 +163,10 @@ func runRecovered(ctx context.Context, fn func(context.Context) error) (err erro
 	return fn(ctx)
 }
 
-// notifySystemd tells systemd the gateway is up and keeps its watchdog fed
-// while ctx lives. Without systemd (NOTIFY_SOCKET unset) it does nothing.
+// notifySystemd tells systemd the gateway is up and feeds its watchdog while
+// ctx lives and every adapter makes progress: a stuck bus stops the feeding,
+// and systemd restarts the gateway. Without systemd (NOTIFY_SOCKET unset) it
+// does nothing.
 func (g *gateway) notifySystemd(ctx context.Context) {
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil || !ok {
 		return
@@ -179,13 +181,34 @@ func (g *gateway) notifySystemd(ctx context.Context) {
 	go func() {
 		defer g.wg.Done()
 		defer t.Stop()
+		stuck := false
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case now := <-t.C:
+				if err := g.healthy(now); err != nil {
+					if !stuck {
+						g.log.Error("not feeding the systemd watchdog: the gateway will be restarted", "err", err)
+						stuck = true
+					}
+					continue
+				}
+				stuck = false
 				_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
 			}
 		}
 	}()
+}
+
+// healthy is nil while every adapter that can tell makes progress.
+func (g *gateway) healthy(now time.Time) error {
+	for _, a := range g.adapters {
+		if h, ok := a.(adapters.HealthChecker); ok {
+			if err := h.Healthy(now); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
