@@ -2,8 +2,8 @@
 # Prints the gateway's performance figures. Nothing here asserts a budget:
 # compare the numbers with the budgets in the README / issue notes.
 #
-#   bench/run.sh            everything (about 2 minutes; needs python3-pymodbus
-#                           and mosquitto-clients for the end-to-end runs)
+#   bench/run.sh            everything (about 3 minutes; needs python3-pymodbus,
+#                           mosquitto and mosquitto-clients for the end-to-end runs)
 #
 # Run on an otherwise idle machine: CPU figures are process CPU time, but a
 # loaded machine inflates them.
@@ -38,3 +38,9 @@ GOMAXPROCS=1 go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 2 | 
 
 echo "== modbus transports and planner"
 go test ./adapters/modbus/transport -run '^$' -bench . -benchtime 2s | grep ^Benchmark
+
+echo "== queue: append, drain, write amplification (bench/queue/run.sh)"
+COUNT=1 bench/queue/run.sh | grep ^Benchmark
+
+echo "== cloud bridge: drain after an outage and kill -9, side by side with mosquitto's bridge; RSS during an outage"
+bench/bridge/run.sh
