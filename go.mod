@@ -19,4 +19,5 @@ require (
 	golang.org/x/net v0.44.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect
 	golang.org/x/sys v0.43.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )

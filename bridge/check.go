@@ -26,6 +26,11 @@ func (c *Config) Check(gatewayID, dataDir string, r Reporter) {
 	c.checkTiming(r)
 	c.checkRules(r)
 	c.checkBuffer(dataDir, r)
+	for i, f := range c.Forward {
+		if f.Batch != nil && f.Batch.Topic != "" && c.downlinkCovers(f.Batch.Topic) {
+			r.Errorf(fmt.Sprintf("forward[%d].batch.topic", i), "a subscribe rule covers batch topic %q: the batches would come straight back down as commands", f.Batch.Topic)
+		}
+	}
 
 	c.clientID = c.ClientID
 	if c.clientID == "" {
@@ -195,12 +200,18 @@ func (c *Config) checkTiming(r Reporter) {
 		r.Errorf("failover_after", "failover_after must be between 1 and 1000, got %d", c.FailoverAfter)
 	}
 	switch {
-	case c.Inflight == 0:
-		c.Inflight = DefaultInflight
-	case c.Inflight < 1 || c.Inflight > 65535:
-		r.Errorf("inflight", "inflight must be between 1 and 65535, got %d", c.Inflight)
-	case c.Inflight > DefaultInflight:
-		r.Warnf("inflight", "inflight %d is above 20: make sure the cloud broker accepts that many unacknowledged messages per client", c.Inflight)
+	case c.MaxInflight == 0:
+		c.MaxInflight = DefaultMaxInflight
+	case c.MaxInflight < windowFloor || c.MaxInflight > 65535:
+		r.Errorf("max_inflight", "max_inflight must be between %d and 65535, got %d", windowFloor, c.MaxInflight)
+	}
+	if c.Inflight.N > 0 && c.MaxInflight != DefaultMaxInflight {
+		r.Warnf("max_inflight", "max_inflight bounds inflight: auto; with inflight: %d it is not used", c.Inflight.N)
+	}
+	switch {
+	case c.MaxRate == 0:
+	case c.MaxRate < 0.01 || c.MaxRate > 1e6 || c.MaxRate != c.MaxRate:
+		r.Errorf("max_rate", "max_rate must be between 0.01 and 1000000 publishes per second (0 or absent: no limit), got %v", c.MaxRate)
 	}
 }
 
@@ -233,6 +244,9 @@ func (c *Config) checkRules(r Reporter) {
 			r.Warnf(path+".prefix", "prefix %q does not end with '/': cloud topics will read %s<local topic>", f.Prefix, f.Prefix)
 		}
 		checkQoS(path+".qos", &f.QoS, r)
+		if f.Batch != nil {
+			c.checkBatch(path+".batch", f.Batch, r)
+		}
 		k := [2]string{f.Filter, f.Prefix}
 		if prev, dup := seen[k]; dup {
 			r.Errorf(path+".filter", "forward[%d] has the same filter and prefix: every message would be sent twice", prev)
@@ -250,6 +264,38 @@ func (c *Config) checkRules(r Reporter) {
 			r.Errorf(path+".strip_prefix", "filter %q does not start with strip_prefix %q: the prefix could not be removed from what it receives", s.Filter, s.StripPrefix)
 		}
 		checkQoS(path+".qos", &s.QoS, r)
+	}
+}
+
+func (c *Config) checkBatch(path string, b *Batch, r Reporter) {
+	switch {
+	case b.Topic == "":
+		r.Errorf(path+".topic", "a batch needs the cloud topic its messages go to (e.g. topic: site-a/plant1/batch)")
+	default:
+		if err := checkTopicPart(b.Topic); err != nil {
+			r.Errorf(path+".topic", "topic %v", err)
+		}
+	}
+	switch {
+	case b.MaxRecords == 0:
+		b.MaxRecords = DefaultBatchRecords
+	case b.MaxRecords < 1 || b.MaxRecords > 100000:
+		r.Errorf(path+".max_records", "max_records must be between 1 and 100000, got %d", b.MaxRecords)
+	}
+	switch {
+	case b.MaxBytes == 0:
+		b.MaxBytes = DefaultBatchBytes
+	case b.MaxBytes < 1<<10 || b.MaxBytes > 64<<20:
+		r.Errorf(path+".max_bytes", "max_bytes must be between 1KiB and 64MiB, got %v", b.MaxBytes)
+	case b.MaxBytes > 128_000:
+		r.Warnf(path+".max_bytes", "max_bytes %v is above AWS IoT Core's 128 KB payload limit", b.MaxBytes)
+	}
+	switch {
+	case b.MaxDelay == nil:
+		b.MaxDelay = new(time.Duration)
+		*b.MaxDelay = DefaultBatchDelay
+	case *b.MaxDelay < 0 || *b.MaxDelay > time.Hour:
+		r.Errorf(path+".max_delay", "max_delay must be between 0s and 1h, got %v", *b.MaxDelay)
 	}
 }
 

@@ -49,12 +49,27 @@ type Config struct {
 	// FailoverAfter is the number of failed attempts in a row on one
 	// upstream before the next is tried (default 3).
 	FailoverAfter int `yaml:"failover_after"`
-	// Inflight is the window: how many messages may be sent and not yet
-	// acknowledged (default 20, mosquitto's max_inflight_messages). Over a
-	// link with round-trip time RTT, a backlog drains at most at
-	// inflight/RTT messages per second; raise it only as far as the cloud
-	// broker allows (AWS IoT: 100).
-	Inflight int `yaml:"inflight"`
+	// Inflight is the window: how many QoS 1/2 messages may be sent and not
+	// yet acknowledged. Over a link with round trip RTT a window of W
+	// carries at most W ÷ RTT messages per second. auto (the default)
+	// sizes it to the link as it goes, from the round trip and the rate at
+	// which acknowledgements come back (about twice the link's
+	// bandwidth × round trip; window.go explains how), between 64 and
+	// max_inflight. A number fixes the window (1–65535), e.g. for a broker
+	// that disconnects clients with more unacknowledged messages.
+	Inflight Inflight `yaml:"inflight"`
+	// MaxInflight bounds the auto window (default 16384). Each message in
+	// flight holds its copy in memory (about 0.5 KiB plus its payload), so
+	// the default costs at most ~8 MiB plus payloads; it carries up to
+	// ~55,000 msg/s over a 300 ms link. After a reconnect the cloud may see
+	// up to this many messages a second time.
+	MaxInflight int `yaml:"max_inflight"`
+	// MaxRate caps the publishes per second sent upstream (a token bucket
+	// with a burst of a tenth of a second; a batch counts as one publish;
+	// default 0: no cap). Set it to the cloud's quota (AWS IoT Core: 100 per
+	// connection) so that the broker does not throttle or disconnect the
+	// gateway: the backlog waits on disk instead.
+	MaxRate float64 `yaml:"max_rate"`
 	// CleanSession starts every connection with a fresh session (default
 	// true). Leave it on: with a persistent session the cloud broker keeps
 	// commands (subscribe rules) while the gateway is offline and delivers
@@ -127,6 +142,32 @@ type ForwardRule struct {
 	QoS *int `yaml:"qos"`
 	// Retain is keep (default: forward the local retain flag) or false.
 	Retain RetainMode `yaml:"retain"`
+	// Batch, when set, packs the rule's messages into batch messages on
+	// one cloud topic instead of one publish each (default off): for
+	// clouds that meter publishes (AWS IoT Core: 100/s per connection) or
+	// count messages against a quota (Azure IoT Hub). The format is in
+	// batch.go and the README.
+	Batch *Batch `yaml:"batch"`
+}
+
+// Batch configures the batch messages of a forward rule. A batch is sent
+// when it holds max_records records or max_bytes bytes, or when its oldest
+// record has waited max_delay, whichever comes first; its records leave the
+// queue only when the cloud acknowledged the whole batch.
+type Batch struct {
+	// Topic is the cloud topic of the batch messages (required; literal
+	// text, no wildcards; the prefix is not added).
+	Topic string `yaml:"topic"`
+	// MaxRecords per batch (default 500).
+	MaxRecords int `yaml:"max_records"`
+	// MaxBytes bounds a batch message's payload (default 120KiB, under AWS
+	// IoT Core's 128 KB). A record too large for any batch is sent on its
+	// own topic instead, and counted.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxDelay is the longest a record waits, from the moment it was
+	// queued, for its batch to fill (default 1s; 0 sends what there is
+	// at once).
+	MaxDelay *time.Duration `yaml:"max_delay"`
 }
 
 // SubscribeRule brings cloud messages matching Filter to the local broker.
@@ -188,7 +229,10 @@ const (
 	DefaultBackoffInitial = time.Second
 	DefaultBackoffMax     = time.Minute
 	DefaultFailoverAfter  = 3
-	DefaultInflight       = 20
+	DefaultMaxInflight    = 16384
+	DefaultBatchRecords   = 500
+	DefaultBatchBytes     = 120 << 10
+	DefaultBatchDelay     = time.Second
 	DefaultQoS            = 1
 	DefaultMaxBytes       = 512 << 20
 	DefaultMaxAge         = 7 * 24 * time.Hour

@@ -24,10 +24,20 @@ func (c *Config) Describe(w io.Writer) {
 	case c.Username != "":
 		auth = "user " + c.Username
 	}
-	fmt.Fprintf(w, "bridge: %s as %q (%s), keepalive %s, %d in flight\n",
-		strings.Join(urls, ", then "), c.clientID, auth, c.Keepalive, c.Inflight)
+	window := fmt.Sprintf("window auto (up to %d in flight)", c.MaxInflight)
+	if c.Inflight.N > 0 {
+		window = fmt.Sprintf("window %d in flight", c.Inflight.N)
+	}
+	if c.MaxRate > 0 {
+		window += fmt.Sprintf(", at most %g publishes/s", c.MaxRate)
+	}
+	fmt.Fprintf(w, "bridge: %s as %q (%s), keepalive %s, %s\n",
+		strings.Join(urls, ", then "), c.clientID, auth, c.Keepalive, window)
 	for _, r := range c.Forward {
 		fmt.Fprintf(w, "  forward   %s -> %s%s (qos %d, retain %s)\n", r.Filter, r.Prefix, r.Filter, qosOf(r.QoS), r.Retain)
+		if b := r.Batch; b != nil && b.MaxDelay != nil {
+			fmt.Fprintf(w, "            in batches to %s: up to %d records, %v, %v\n", b.Topic, b.MaxRecords, b.MaxBytes, *b.MaxDelay)
+		}
 	}
 	for _, r := range c.Subscribe {
 		fmt.Fprintf(w, "  subscribe %s -> strip %q (qos %d)\n", r.Filter, r.StripPrefix, qosOf(r.QoS))

@@ -227,7 +227,7 @@ func runPump(b *Bridge, c publisher) (l *link, stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		b.pump(ctx, c, l)
+		b.pump(ctx, c, l, nil)
 	}()
 	return l, func() {
 		cancel()

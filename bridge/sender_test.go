@@ -34,7 +34,7 @@ func payloads(t *testing.T, recs []queue.Record) []int {
 // queue in order, and no more than Inflight messages are ever in flight.
 func TestWindowInOrder(t *testing.T) {
 	const n, w = 2000, 7
-	b, q := memBridge(t, func(c *Config) { c.Inflight = w })
+	b, q := memBridge(t, func(c *Config) { c.Inflight = Inflight{N: w} })
 	fill(t, q, n)
 	c := &fakeConn{onPublish: func(_ int, _ queue.Record, tok *fakeToken) {
 		go func() {
@@ -67,7 +67,7 @@ func TestWindowInOrder(t *testing.T) {
 // missing and the duplicates stay within the window.
 func TestWindowResendsAfterError(t *testing.T) {
 	const n, w, failAt = 500, 10, 137
-	b, q := memBridge(t, func(c *Config) { c.Inflight = w })
+	b, q := memBridge(t, func(c *Config) { c.Inflight = Inflight{N: w} })
 	fill(t, q, n)
 	first := &fakeConn{onPublish: func(i int, _ queue.Record, tok *fakeToken) {
 		if i == failAt {
@@ -118,7 +118,7 @@ func TestWindowResendsAfterError(t *testing.T) {
 // TestWindowAckTimeout: a link on which acknowledgements stop (a zombie) is
 // killed after ack_timeout, and nothing is acknowledged.
 func TestWindowAckTimeout(t *testing.T) {
-	b, q := memBridge(t, func(c *Config) { c.Inflight = 5; c.AckTimeout = 200 * time.Millisecond })
+	b, q := memBridge(t, func(c *Config) { c.Inflight = Inflight{N: 5}; c.AckTimeout = 200 * time.Millisecond })
 	fill(t, q, 20)
 	c := &fakeConn{onPublish: func(int, queue.Record, *fakeToken) {}}
 	start := time.Now()
@@ -140,7 +140,7 @@ func TestWindowAckTimeout(t *testing.T) {
 // TestNoAckAfterLinkDeath: a token that completes once its connection is
 // gone does not acknowledge its record: only the current connection counts.
 func TestNoAckAfterLinkDeath(t *testing.T) {
-	b, q := memBridge(t, func(c *Config) { c.Inflight = 1 })
+	b, q := memBridge(t, func(c *Config) { c.Inflight = Inflight{N: 1} })
 	fill(t, q, 1)
 	var tok *fakeToken
 	published := make(chan struct{})
@@ -158,7 +158,7 @@ func TestNoAckAfterLinkDeath(t *testing.T) {
 // TestPumpShutdownWaitsForInflight: at shutdown the sender stops and the
 // acknowledgements of what is in flight are still taken.
 func TestPumpShutdownWaitsForInflight(t *testing.T) {
-	b, q := memBridge(t, func(c *Config) { c.Inflight = 4 })
+	b, q := memBridge(t, func(c *Config) { c.Inflight = Inflight{N: 4} })
 	fill(t, q, 4)
 	var toks []*fakeToken
 	all := make(chan struct{})

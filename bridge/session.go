@@ -35,6 +35,9 @@ func (b *Bridge) runSessions(ctx context.Context) {
 		lastErr     string    // the last failure logged
 		outageSince time.Time // zero while connected
 		upSince     time.Time
+		// troubleSince starts the backoff's clock: at the first failure
+		// after a connection that held, not at every short-lived one.
+		troubleSince time.Time
 	)
 	for {
 		up := &b.cfg.Upstreams[idx]
@@ -66,6 +69,7 @@ func (b *Bridge) runSessions(ctx context.Context) {
 			// that it is not hammered.
 			if uptime >= b.cfg.Keepalive {
 				bo.reset()
+				troubleSince = time.Time{}
 			}
 		} else {
 			b.st.connectFailures.Add(1)
@@ -85,34 +89,41 @@ func (b *Bridge) runSessions(ctx context.Context) {
 				b.log.Warn("failing over to the next upstream", "from", shown, "to", b.cfg.Upstreams[idx].u.Redacted(), "after_attempts", b.cfg.FailoverAfter)
 			}
 		}
-		if !sleep(ctx, bo.next()) {
+		if troubleSince.IsZero() {
+			troubleSince = time.Now()
+		}
+		if !sleep(ctx, bo.next(time.Since(troubleSince))) {
 			return
 		}
 	}
 }
 
 // connection runs one connection: dial, birth, downlink subscriptions,
-// forwarding. It reports whether the connection was established (its birth
-// acknowledged) and why it ended (nil at shutdown).
+// forwarding. It reports whether the connection was established (the
+// broker accepted it: CONNACK proves the link end to end) and why it ended
+// (nil at shutdown).
 func (b *Bridge) connection(ctx context.Context, up *Upstream, onUp func()) (bool, error) {
 	l := newLink()
 	c, err := b.dial(ctx, up, l)
 	if err != nil {
 		return false, err
 	}
-	// The birth goes first and is confirmed before any data: it proves
-	// the link end to end, and the cloud sees "online" before the backlog.
-	if err := b.await(ctx, l, c.Publish(b.cfg.StatusTopic, 1, true, []byte(statusOnline)), "status message"); err != nil {
-		l.kill(err)
-		b.end(ctx, c, l)
-		return false, err
-	}
 	onUp()
-	if err := b.subscribe(ctx, l, c); err != nil && ctx.Err() == nil {
-		l.kill(err)
-	}
-	b.pump(ctx, c, l)
-	return true, b.end(ctx, c, l)
+	// The birth goes first, and the data right behind it on the same
+	// connection: the cloud sees "online" before the backlog, and the
+	// backlog starts one round trip sooner than if the birth were awaited.
+	birth := c.Publish(b.cfg.StatusTopic, 1, true, []byte(statusOnline))
+	subscribed := make(chan struct{})
+	go func() {
+		defer close(subscribed)
+		if err := b.subscribe(ctx, l, c); err != nil && ctx.Err() == nil {
+			l.kill(err)
+		}
+	}()
+	b.pump(ctx, c, l, birth)
+	err = b.end(ctx, c, l)
+	<-subscribed
+	return true, err
 }
 
 // end closes a connection. At shutdown, on a healthy link, it says goodbye;
@@ -196,15 +207,25 @@ func (b *Bridge) await(ctx context.Context, l *link, tok mqtt.Token, what string
 
 // backoff is exponential with jitter: each pause is drawn from [d/2, d],
 // where d doubles from min up to max. The jitter keeps a fleet of gateways
-// that lost the cloud together from reconnecting in lock step.
+// that lost the cloud together from reconnecting in lock step. For the
+// first fastRetries × min of an outage d stays at min, so that a link back
+// after a short outage (a router reboot, an LTE cell change) is used again
+// within about min, not after a step that has meanwhile grown.
 type backoff struct {
 	min, max, cur time.Duration
 }
 
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
+// fastRetries is how many backoff_initial periods an outage lasts before
+// the pause starts to grow: 10 s at the default of 1 s.
+const fastRetries = 10
+
+// next returns the pause before the next attempt of an outage that has
+// lasted outage so far.
+func (b *backoff) next(outage time.Duration) time.Duration {
+	switch {
+	case b.cur == 0 || outage < fastRetries*b.min:
 		b.cur = b.min
-	} else {
+	default:
 		b.cur = min(2*b.cur, b.max)
 	}
 	half := b.cur / 2

@@ -159,18 +159,26 @@ func TestBrokenLinkAbortsAndRetries(t *testing.T) {
 	}
 }
 
+// TestBackoff: during the first fastRetries × backoff_initial of an
+// outage every pause is about backoff_initial; after that the pause
+// doubles up to backoff_max.
 func TestBackoff(t *testing.T) {
 	bo := backoff{min: time.Second, max: time.Minute}
-	wantMax := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60}
+	for i := range 5 {
+		if d := bo.next(time.Duration(i) * time.Second); d < time.Second/2 || d > time.Second {
+			t.Errorf("short outage, pause %d = %v, want within [0.5s, 1s]", i, d)
+		}
+	}
+	wantMax := []time.Duration{2, 4, 8, 16, 32, 60, 60}
 	for i, m := range wantMax {
 		m *= time.Second
-		d := bo.next()
+		d := bo.next(10*time.Second + time.Duration(i)*time.Minute)
 		if d < m/2 || d > m {
-			t.Errorf("pause %d = %v, want within [%v, %v]", i, d, m/2, m)
+			t.Errorf("long outage, pause %d = %v, want within [%v, %v]", i, d, m/2, m)
 		}
 	}
 	bo.reset()
-	if d := bo.next(); d > time.Second {
+	if d := bo.next(time.Hour); d > time.Second {
 		t.Errorf("after reset: %v", d)
 	}
 }

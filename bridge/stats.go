@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/fieldbridge/fieldbridge/bridge/queue"
 )
@@ -26,8 +27,17 @@ type Stats struct {
 	// Pending is what the queue holds unacknowledged, including the backlog
 	// from before the start.
 	Pending uint64
-	// InFlight is how many messages are sent and not yet acknowledged.
+	// InFlight is how many publishes are sent and not yet acknowledged.
 	InFlight int
+	// Window is how many may be (inflight: auto adapts it; see window.go).
+	Window int
+	// RoundTrip is the smallest time from a publish to its acknowledgement
+	// seen lately on the current connection (0 before the first).
+	RoundTrip time.Duration
+	// Batches counts batch messages sent (resends included); each carries
+	// one or more records, counted in Forwarded. BatchOversize counts
+	// records too large for any batch, sent on their own.
+	Batches, BatchOversize uint64
 
 	// DroppedFull counts messages lost to buffer.max_bytes (when_full).
 	DroppedFull uint64
@@ -75,7 +85,8 @@ type counters struct {
 	overflow, invalid, shutdown, writeErrors, loopSkipped atomic.Uint64
 	connects, connectFailures, lost                       atomic.Uint64
 	downReceived, downFailed, downRetained                atomic.Uint64
-	inflight                                              atomic.Int64
+	batches, batchOversize                                atomic.Uint64
+	inflight, window, rtprop                              atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -89,6 +100,10 @@ func (b *Bridge) Stats() Stats {
 		Resent:                  c.resent.Load(),
 		Pending:                 q.PendingRecords,
 		InFlight:                int(c.inflight.Load()),
+		Window:                  int(c.window.Load()),
+		RoundTrip:               time.Duration(c.rtprop.Load()),
+		Batches:                 c.batches.Load(),
+		BatchOversize:           c.batchOversize.Load(),
 		DroppedFull:             q.Dropped,
 		Expired:                 q.Expired,
 		Corrupt:                 q.CorruptRecords,

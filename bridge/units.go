@@ -187,3 +187,36 @@ func (m RetainMode) String() string {
 	}
 	return "keep"
 }
+
+// Inflight is bridge.inflight: auto (the default: the window adapts to the
+// link) or a fixed number of messages in flight.
+type Inflight struct {
+	// N is the fixed window; 0 means auto.
+	N int
+}
+
+// UnmarshalText accepts auto or a number.
+func (i *Inflight) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	if strings.EqualFold(text, "auto") {
+		*i = Inflight{}
+		return nil
+	}
+	n, err := strconv.ParseInt(strings.ReplaceAll(text, "_", ""), 0, 64)
+	if err != nil {
+		return fmt.Errorf("inflight %q: use auto, or a number of messages from 1 to 65535", text)
+	}
+	if n < 1 || n > 65535 {
+		return fmt.Errorf("inflight must be auto or between 1 and 65535, got %d", n)
+	}
+	*i = Inflight{N: int(n)}
+	return nil
+}
+
+// String renders the setting as it is written in the config.
+func (i Inflight) String() string {
+	if i.N == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(i.N)
+}

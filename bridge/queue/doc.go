@@ -50,7 +50,7 @@
 //
 // A record body is
 //
-//	kind u8 = 1 | flags u8 (bits 0-1 QoS, bit 2 retain) | topic length u16 |
+//	kind u8 = 1 | flags u8 (bits 0-1 QoS, bit 2 retain, bit 3 batch) | topic length u16 |
 //	Seq u64 | enqueue time i64 (Unix nanoseconds) | topic | payload
 //
 // and a segment that is complete ends with a seal frame whose body is

@@ -22,6 +22,9 @@ type Record struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
+	// Batch marks a record of a forward rule that packs records into
+	// batch messages: the sender packs it, the queue only keeps the mark.
+	Batch bool
 }
 
 // Frame layout constants; the format is described in the package documentation.
@@ -37,6 +40,8 @@ const (
 
 	flagQoSMask = 0x03
 	flagRetain  = 0x04
+	flagBatch   = 0x08
+	flagsKnown  = flagQoSMask | flagRetain | flagBatch
 
 	// seqLimit bounds valid Seq numbers far beyond any real use (146,000
 	// years at a million records a second), so that a damaged number near
@@ -110,6 +115,9 @@ func appendRecordFrame(dst []byte, r *Record, seq uint64, timeNs int64) []byte {
 	if r.Retain {
 		flags |= flagRetain
 	}
+	if r.Batch {
+		flags |= flagBatch
+	}
 	dst = binary.LittleEndian.AppendUint32(dst, uint32(body))
 	dst = append(dst, 0, 0, 0, 0) // crc, filled below
 	dst = append(dst, kindRecord, flags)
@@ -158,7 +166,7 @@ func plausible(h []byte, avail int64, after, maxSeq uint64) bool {
 	b := h[frameHeaderSize:]
 	switch b[0] {
 	case kindRecord:
-		if b[1]&^(flagQoSMask|flagRetain) != 0 || b[1]&flagQoSMask > 2 {
+		if b[1]&^flagsKnown != 0 || b[1]&flagQoSMask > 2 {
 			return false
 		}
 		if uint32(binary.LittleEndian.Uint16(b[2:4])) > l-recordFixed {
@@ -196,7 +204,7 @@ func decodeFrame(b []byte) (rawFrame, int, error) {
 	switch body[0] {
 	case kindRecord:
 		flags := body[1]
-		if flags&^(flagQoSMask|flagRetain) != 0 || flags&flagQoSMask > 2 {
+		if flags&^flagsKnown != 0 || flags&flagQoSMask > 2 {
 			return rawFrame{}, 0, errBadFrame
 		}
 		tl := int(binary.LittleEndian.Uint16(body[2:4]))
@@ -238,6 +246,7 @@ func (f *rawFrame) record() Record {
 		Topic:  string(f.topic),
 		QoS:    f.flags & flagQoSMask,
 		Retain: f.flags&flagRetain != 0,
+		Batch:  f.flags&flagBatch != 0,
 	}
 	if len(f.payload) > 0 {
 		r.Payload = append([]byte(nil), f.payload...)

@@ -2,6 +2,7 @@ package testpeer
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -111,4 +112,72 @@ func TestProxyToMosquitto(t *testing.T) {
 	s := Subscribe(t, SubOptions{Addr: p.Addr(), Filter: "via/proxy"})
 	Publish(t, PubOptions{Addr: p.Addr(), Topic: "via/proxy", Payload: []byte("1")})
 	s.WaitCount(t, 1, 5*time.Second)
+}
+
+// TestProxyDelay: a delay line adds latency to each direction without
+// capping throughput: many chunks written back to back come back about one
+// round trip later, not one round trip each.
+func TestProxyDelay(t *testing.T) {
+	const oneWay = 50 * time.Millisecond
+	p := StartProxyWith(t, startEcho(t), ProxyOptions{Delay: oneWay})
+	c := dialProxy(t, p.Addr())
+	start := time.Now()
+	if ok, err := echoes(t, c, "ping", 5*time.Second); !ok {
+		t.Fatalf("no echo: %v", err)
+	}
+	if rtt := time.Since(start); rtt < 2*oneWay {
+		t.Fatalf("round trip %v, want at least %v", rtt, 2*oneWay)
+	}
+
+	// 400 chunks back to back: a stop-and-wait link would need 400 round
+	// trips (40 s); the delay line needs about one.
+	const n, size = 400, 1000
+	msg := make([]byte, size)
+	go func() {
+		for range n {
+			if _, err := c.Write(msg); err != nil {
+				return
+			}
+		}
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, n*size)); err != nil {
+		t.Fatalf("echo of %d bytes: %v", n*size, err)
+	}
+
+	// A shorter delay applies to new bytes; the old ones are not overtaken.
+	p.SetDelay(0)
+	if ok, err := echoes(t, c, "fast", time.Second); !ok {
+		t.Fatalf("no echo after SetDelay(0): %v", err)
+	}
+}
+
+// TestProxyBrokerLimits: with MaxUnacked the proxy plays a cloud broker
+// that stops reading a client with that many unacknowledged publishes;
+// with AckDelay one that confirms slowly. Everything still arrives.
+func TestProxyBrokerLimits(t *testing.T) {
+	m := StartMosquitto(t, MosquittoOptions{MaxQueuedMessages: 10000})
+	for _, o := range []ProxyOptions{
+		{MaxUnacked: 10, Delay: 5 * time.Millisecond},
+		{AckDelay: 200 * time.Millisecond},
+	} {
+		p := StartProxyWith(t, m.Addr(), o)
+		const n = 300
+		lines := make([][]byte, n)
+		for i := range lines {
+			lines[i] = fmt.Appendf(nil, "%d", i)
+		}
+		s := Subscribe(t, SubOptions{Addr: m.Addr(), Filter: "limits/#", QoS: 1})
+		start := time.Now()
+		PublishLines(t, PubOptions{Addr: p.Addr(), Topic: "limits/x", QoS: 1}, lines)
+		s.WaitCount(t, n, 30*time.Second)
+		st := p.Stats()
+		t.Logf("%+v: %d publishes in %v, %v", o, n, time.Since(start).Round(time.Millisecond), st)
+		if o.MaxUnacked > 0 && (st.MaxUnacked > o.MaxUnacked || st.Stalls == 0) {
+			t.Errorf("MaxUnacked %d: saw %v, want at most the limit and some stalls", o.MaxUnacked, st)
+		}
+		if o.AckDelay > 0 && st.MaxUnacked < 2 {
+			t.Errorf("AckDelay: saw %v, want acknowledgements held back", st)
+		}
+	}
 }
