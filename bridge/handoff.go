@@ -76,7 +76,7 @@ func (b *Bridge) forwardHandler(r *ForwardRule) func(topic string, payload []byt
 			return
 		}
 		cloud := r.Prefix + topic
-		if b.cfg.downlinkCovers(cloud) {
+		if b.rules().downlinkCovers(cloud) {
 			// A command topic: it flows down only. Sent up, it would come
 			// straight back down as a second command (MQTT 3.1.1 has no
 			// "no local" subscription option).
