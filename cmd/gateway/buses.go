@@ -78,3 +78,10 @@ func countPoints(as []adapters.Adapter) int {
 	}
 	return n
 }
+
+// currentBuses is a snapshot of the running buses.
+func (g *gateway) currentBuses() []*bus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.buses
+}

@@ -237,10 +237,7 @@ func (g *gateway) notifySystemd(ctx context.Context) {
 
 // healthy is nil while every adapter that can tell makes progress.
 func (g *gateway) healthy(now time.Time) error {
-	g.mu.Lock()
-	buses := g.buses
-	g.mu.Unlock()
-	for _, b := range buses {
+	for _, b := range g.currentBuses() {
 		if h, ok := b.a.(adapters.HealthChecker); ok {
 			if err := h.Healthy(now); err != nil {
 				return err

@@ -143,9 +143,7 @@ func (g *gateway) applyBridge(old, next *config.Config) []string {
 // and changed ones; the others keep running. Stopping first frees what a new
 // bus may need (a serial port that moved to another entry).
 func (g *gateway) applyBuses(ctx context.Context, next *config.Config, built []adapters.Adapter) (stopped, started, kept int) {
-	g.mu.Lock()
-	current := g.buses
-	g.mu.Unlock()
+	current := g.currentBuses()
 
 	still := map[string]bool{} // availability topics of every device in next
 	for _, a := range built {
