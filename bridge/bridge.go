@@ -56,6 +56,7 @@ type Bridge struct {
 	reconf      chan reconfigure // Reconfigure's requests to Run
 	stopped     chan struct{}    // closed when Run returns
 	live        atomic.Pointer[Config]
+	health      health
 	st          counters
 	sentThrough uint64 // highest Seq ever published; owned by the session goroutine
 

@@ -31,7 +31,7 @@ type gateway struct {
 	bridge *bridge.Bridge
 	wg     sync.WaitGroup // the buses' goroutines and the watchdog's
 
-	mu    sync.Mutex // guards buses, read by the watchdog while a reload replaces them
+	mu    sync.Mutex // guards buses and bridge, read by the watchdog while a reload replaces them
 	buses []*bus     // in config order
 
 	// The bridge has its own context: it stops after the broker, so that
@@ -112,7 +112,9 @@ func (g *gateway) startSimulator(cfg simulator.Config) error {
 func (g *gateway) runBridge(b *bridge.Bridge) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	g.mu.Lock()
 	g.bridge, g.stopBridge, g.bridgeDone = b, cancel, done
+	g.mu.Unlock()
 	go func() {
 		defer close(done)
 		if err := b.Run(ctx); err != nil {
@@ -130,7 +132,16 @@ func (g *gateway) closeBridge() {
 	case g.bridge != nil:
 		_ = g.bridge.Close()
 	}
+	g.mu.Lock()
 	g.bridge, g.stopBridge, g.bridgeDone = nil, nil, nil
+	g.mu.Unlock()
+}
+
+// currentBridge is the running bridge, or nil.
+func (g *gateway) currentBridge() *bridge.Bridge {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.bridge
 }
 
 // wait runs until ctx ends, reloading the config from path on every signal
@@ -235,8 +246,14 @@ func (g *gateway) notifySystemd(ctx context.Context) {
 	}()
 }
 
-// healthy is nil while every adapter that can tell makes progress.
+// healthy is nil while the bridge and every adapter that can tell make
+// progress.
 func (g *gateway) healthy(now time.Time) error {
+	if b := g.currentBridge(); b != nil {
+		if err := b.Healthy(now); err != nil {
+			return err
+		}
+	}
 	for _, b := range g.currentBuses() {
 		if h, ok := b.a.(adapters.HealthChecker); ok {
 			if err := h.Healthy(now); err != nil {
