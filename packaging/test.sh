@@ -38,6 +38,7 @@ for arch in amd64 arm64 armhf; do
 	[ "$(dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles)" = /etc/fieldbridge/gateway.yaml ] || fail "$deb: conffiles"
 	bin=$(mktemp)
 	dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/fieldbridge-gateway >"$bin"
+	chmod 0755 "$bin"
 	info=$(go version -m "$bin")
 	case $arch in
 	amd64) want="GOARCH=amd64" ;;
@@ -46,16 +47,17 @@ for arch in amd64 arm64 armhf; do
 	esac
 	echo "$info" | grep -q "$want" || fail "$deb: binary not built with $want"
 	echo "$info" | grep -q "CGO_ENABLED=0" || fail "$deb: binary not static (CGO_ENABLED=0)"
-	emu=
+	emu= ran=
 	case $arch in
 	arm64) emu=qemu-aarch64-static ;;
 	armhf) emu=qemu-arm-static ;;
 	esac
 	if [ -n "$emu" ] && command -v "$emu" >/dev/null; then
 		"$emu" "$bin" --version | grep -q "fieldbridge gateway" || fail "$deb: the binary does not run under $emu"
+		ran=", runs under $emu"
 	fi
 	rm -f "$bin"
-	ok "$deb: $(du -k "$deb" | cut -f1) KiB, metadata, contents, conffile, scripts, $want"
+	ok "$deb: $(du -k "$deb" | cut -f1) KiB, metadata, contents, conffile, scripts, $want$ran"
 done
 
 here=$(dpkg --print-architecture)
