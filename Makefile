@@ -2,7 +2,7 @@
 GO ?= go
 LDFLAGS := -s -w -X main.version=$(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test test-unit bench build-arm demo check-configs
+.PHONY: build test test-unit bench build-arm packages test-packages demo check-configs
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateway ./cmd/gateway
@@ -24,6 +24,16 @@ build-arm:
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=6 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateway-linux-armv6 ./cmd/gateway
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateway-linux-armv7 ./cmd/gateway
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateway-linux-arm64 ./cmd/gateway
+
+# Debian packages (amd64, arm64, armhf for ARMv6 and up) and tarballs in
+# dist/, built with nfpm from the Go module proxy.
+packages:
+	packaging/build.sh
+
+# Checks the packages; as root it also installs, removes and purges the one
+# for this machine.
+test-packages: packages
+	packaging/test.sh
 
 demo:
 	$(GO) run ./cmd/gateway --config configs/demo.yaml

@@ -53,6 +53,10 @@ type Bridge struct {
 	dial   dialFunc // how a connection is made; tests replace it
 
 	running     atomic.Bool
+	reconf      chan reconfigure // Reconfigure's requests to Run
+	stopped     chan struct{}    // closed when Run returns
+	live        atomic.Pointer[Config]
+	health      health
 	st          counters
 	sentThrough uint64 // highest Seq ever published; owned by the session goroutine
 
@@ -88,11 +92,13 @@ func New(cfg Config, src Source, log *slog.Logger) (*Bridge, error) {
 func newBridge(cfg Config, src Source, q store, log *slog.Logger) *Bridge {
 	setPahoLogger(log)
 	b := &Bridge{
-		cfg:    cfg,
-		src:    src,
-		q:      q,
-		log:    log,
-		origin: "fieldbridge-bridge/" + cfg.clientID,
+		cfg:     cfg,
+		src:     src,
+		q:       q,
+		log:     log,
+		origin:  "fieldbridge-bridge/" + cfg.clientID,
+		reconf:  make(chan reconfigure),
+		stopped: make(chan struct{}),
 	}
 	b.in = newHandoff(&b.st, log)
 	b.dial = b.dialPaho
@@ -111,6 +117,7 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 	if !b.running.CompareAndSwap(false, true) {
 		return errors.New("bridge: Run called twice")
 	}
+	defer close(b.stopped)
 	defer func() {
 		if cerr := b.q.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("bridge: close queue: %w", cerr)
@@ -124,41 +131,29 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 		b.guard("queue writer", func() { b.in.runWriter(b.q) })
 	}()
 
-	var unsubs []func()
+	rs := &runState{subs: map[ruleKey]func(){}, applied: b.cfg}
 	stopIntake := func() {
-		for _, u := range unsubs {
-			u()
-		}
+		rs.unsubscribeAll()
 		b.in.close()  // waits for handlers still running
 		writer.Wait() // the writer appends the rest and syncs
 	}
-	for i := range b.cfg.Forward {
-		r := &b.cfg.Forward[i]
-		unsub, err := b.src.Subscribe(r.Filter, b.forwardHandler(r))
-		if err != nil {
-			stopIntake()
-			return fmt.Errorf("bridge: forward[%d]: %w", i, err)
-		}
-		unsubs = append(unsubs, unsub)
+	b.setLive(b.cfg)
+	if err := b.subscribeForward(rs, b.cfg.Forward); err != nil {
+		stopIntake()
+		return err
 	}
 	b.log.Info("bridge running", "upstreams", len(b.cfg.Upstreams), "forward_rules", len(b.cfg.Forward),
 		"subscribe_rules", len(b.cfg.Subscribe), "status_topic", b.cfg.StatusTopic,
 		"queue", b.cfg.Buffer.Dir, "backlog", b.q.Stats().PendingRecords)
 
-	sessCtx, stopSession := context.WithCancel(context.WithoutCancel(ctx))
-	var session sync.WaitGroup
-	session.Add(1)
-	go func() {
-		defer session.Done()
-		b.guard("session", func() { b.runSessions(sessCtx) })
-	}()
-
-	<-ctx.Done()
+	b.startSession(ctx, rs)
+	b.serveReconfigure(ctx, rs) // until ctx ends
 	stopIntake()
-	stopSession()
-	session.Wait()
+	rs.stopSession()
 	st := b.Stats()
-	b.log.Info("bridge stopped", "backlog", st.Pending, "forwarded", st.Forwarded, "acked", st.Acked)
+	// forwarded counts publishes, resends included; acked the messages the
+	// cloud confirmed: forwarded minus acked were resent or in flight.
+	b.log.Info("bridge stopped", "backlog", st.Pending, "forwarded", st.Forwarded, "acked", st.Acked, "resent", st.Resent)
 	return nil
 }
 

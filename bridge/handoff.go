@@ -70,13 +70,14 @@ func newHandoff(st *counters, log *slog.Logger) *handoff {
 func (b *Bridge) forwardHandler(r *ForwardRule) func(topic string, payload []byte, retain bool, qos byte, origin string) {
 	qos := byte(*r.QoS)
 	keep := r.Retain == RetainKeep
+	batch := r.Batch != nil
 	return func(topic string, payload []byte, retain bool, _ byte, origin string) {
 		if origin == b.origin {
 			b.st.loopSkipped.Add(1) // it came from the cloud: never send it back
 			return
 		}
 		cloud := r.Prefix + topic
-		if b.cfg.downlinkCovers(cloud) {
+		if b.rules().downlinkCovers(cloud) {
 			// A command topic: it flows down only. Sent up, it would come
 			// straight back down as a second command (MQTT 3.1.1 has no
 			// "no local" subscription option).
@@ -89,6 +90,7 @@ func (b *Bridge) forwardHandler(r *ForwardRule) func(topic string, payload []byt
 			Payload: append([]byte(nil), payload...), // valid only during the call
 			QoS:     qos,
 			Retain:  retain && keep,
+			Batch:   batch,
 		}
 		if len(rec.Topic) > maxTopicLen || len(rec.Payload) > queue.MaxPayload {
 			b.st.invalid.Add(1)

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/fieldbridge/fieldbridge/adapters"
@@ -17,23 +15,69 @@ import (
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 )
 
-func cmdRun(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+func init() {
+	register(command{
+		name:    "run",
+		summary: "run until SIGINT/SIGTERM; SIGHUP reloads the config (the default command)",
+		usage:   "run [--config FILE] [--pprof ADDR]",
+		about: `Run polls the devices of the config, publishes their values into the embedded
+MQTT broker and runs the cloud bridge, until SIGINT or SIGTERM; then it stops
+cleanly (in-flight requests finish, the devices go offline, the queue is
+synced) and exits 0.
+
+SIGHUP (systemctl reload fieldbridge) re-reads the config. A config with
+errors is rejected and logged, and the running one stays; otherwise only what
+changed restarts, and no queued message is lost.
+
+A startup failure is one log line and exit code 1; a config with errors
+prints every problem and exits 3.`,
+		run: cmdRun,
+	})
+	register(command{
+		name:    "check",
+		summary: "validate the config and print the poll plan, touching no device",
+		usage:   "check [--config FILE]",
+		about: `Check loads and validates the config exactly as run does, and prints what the
+gateway will do: the poll plan of every bus with its cost on the wire, and the
+bridge. It reports every problem at once, each with file:line:col and its key
+path, and exits 3 if there are errors, 0 otherwise (warnings alone do not fail
+it). It opens no port and creates nothing.`,
+		run: cmdCheck,
+	})
+	register(command{
+		name:    "simulate",
+		summary: "run the built-in Modbus TCP device simulator (the demo's device)",
+		usage:   "simulate [--listen ADDR]",
+		about: `Simulate serves the demo's Modbus TCP devices until SIGINT or SIGTERM: unit 1 is
+a power meter, unit 2 a pump drive; every data type appears in every byte
+order (register map: internal/simulator/MAP.md).`,
+		run: cmdSimulate,
+	})
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("run")
 	path := configFlag(fs)
 	pprofAddr := fs.String("pprof", "", "serve Go's pprof profiles on this `address` (e.g. 127.0.0.1:6060) for diagnosis")
-	if ok, code := parse(fs, args, stderr); !ok {
+	if ok, code := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
+	// SIGHUP is caught from the start: before the gateway runs, a reload
+	// has nothing to do, and the default action would kill the process.
+	reload := make(chan os.Signal, 1)
+	signal.Notify(reload, syscall.SIGHUP)
+	defer signal.Stop(reload)
 	cfg, err := config.Load(*path, config.Options{})
 	if err != nil {
 		printProblems(stderr, err)
 		return exitConfig
 	}
-	log := newLogger(cfg.Log, stderr)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, stderr, level)
 	if *pprofAddr != "" {
 		stopProfiling, err := servePprof(*pprofAddr, log)
 		if err != nil {
-			log.Error("cannot serve pprof", "err", err)
+			log.Error("cannot start: pprof: " + err.Error())
 			return exitFail
 		}
 		defer stopProfiling()
@@ -43,25 +87,36 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	g, err := startGateway(ctx, cfg, log)
+	g, err := startGateway(ctx, cfg, log, level)
 	if err != nil {
 		var ps config.Problems
 		if errors.As(err, &ps) {
 			printProblems(stderr, err)
 			return exitConfig
 		}
-		log.Error("cannot start", "err", err)
+		log.Error("cannot start: " + err.Error())
 		return exitFail
 	}
+	drain(reload) // a SIGHUP during the start: the config just loaded is the newest
 	g.notifySystemd(ctx)
-	g.wait(ctx)
+	g.wait(ctx, reload, *path)
 	return exitOK
 }
 
+func drain(c <-chan os.Signal) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs := newFlagSet("check")
 	path := configFlag(fs)
-	if ok, code := parse(fs, args, stderr); !ok {
+	if ok, code := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	cfg, err := config.Load(*path, config.Options{})
@@ -73,7 +128,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg != nil {
 		for _, w := range cfg.Warnings {
-			fmt.Fprintln(stderr, w.String())
+			printLines(stderr, prioWarning, w.String())
 		}
 	}
 	if err != nil {
@@ -107,31 +162,33 @@ func printPlan(w io.Writer, cfg *config.Config, built []adapters.Adapter) {
 	}
 }
 
+// printProblems prints every problem of a config, one per line (with the
+// journal's error priority under systemd), then their count.
 func printProblems(w io.Writer, err error) {
 	var ps config.Problems
 	if errors.As(err, &ps) {
 		for _, p := range ps {
-			fmt.Fprintln(w, p.String())
+			printLines(w, prioErr, p.String())
 		}
-		fmt.Fprintf(w, "%d error(s)\n", len(ps))
+		printLines(w, prioErr, fmt.Sprintf("%d error(s)", len(ps)))
 		return
 	}
-	fmt.Fprintln(w, err)
+	printLines(w, prioErr, err.Error())
 }
 
-func cmdSimulate(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+func cmdSimulate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("simulate")
 	listen := fs.String("listen", simulator.DefaultListen, "Modbus TCP `address` to serve on")
-	if ok, code := parse(fs, args, stderr); !ok {
+	if ok, code := parse(fs, args, stdout, stderr); !ok {
 		return code
 	}
-	log := newLogger(config.Log{Level: "info", Format: "text"}, stderr)
+	log := newLogger(config.Log{Level: "info", Format: "text"}, stderr, new(slog.LevelVar))
 	sim, err := simulator.New(simulator.Config{Listen: *listen}, log)
 	if err == nil {
 		err = sim.Start()
 	}
 	if err != nil {
-		log.Error("cannot start the simulator", "err", err)
+		log.Error("cannot start: " + explainListen(err, "simulator", *listen, "is another simulator or gateway running?").Error())
 		return exitFail
 	}
 	log.Info("device simulator listening (unit 1: power meter, unit 2: pump drive); Ctrl-C stops", "addr", sim.Addr())
@@ -140,16 +197,4 @@ func cmdSimulate(args []string, stderr io.Writer) int {
 	<-ctx.Done()
 	_ = sim.Close()
 	return exitOK
-}
-
-// newLogger builds the gateway's one logger. It writes to stderr: under
-// systemd that is the journal, which adds its own timestamps.
-func newLogger(c config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(c.Level)))
-	opts := &slog.HandlerOptions{Level: level}
-	if strings.EqualFold(c.Format, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

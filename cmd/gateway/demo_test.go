@@ -62,13 +62,13 @@ func TestDemoEndToEnd(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(testLog{t}, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	g, err := startGateway(ctx, cfg, log)
+	g, err := startGateway(ctx, cfg, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var waited sync.WaitGroup
 	waited.Add(1)
-	go func() { defer waited.Done(); g.wait(ctx) }()
+	go func() { defer waited.Done(); g.wait(ctx, nil, "") }()
 
 	sub := testpeer.Subscribe(t, testpeer.SubOptions{Addr: brokerAddr, Filter: "demo/#"})
 	latest := map[string]map[string]any{}

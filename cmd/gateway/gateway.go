@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -14,7 +15,6 @@ import (
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
 	"github.com/fieldbridge/fieldbridge/internal/config"
-	"github.com/fieldbridge/fieldbridge/internal/publisher"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 	"github.com/fieldbridge/fieldbridge/localbroker"
 )
@@ -23,12 +23,16 @@ var _ bridge.Source = (*localbroker.Broker)(nil)
 
 // gateway is a running gateway: the parts and the goroutines that own them.
 type gateway struct {
-	log      *slog.Logger
-	broker   *localbroker.Broker
-	sim      *simulator.Simulator
-	adapters []adapters.Adapter
-	pub      *publisher.Publisher
-	wg       sync.WaitGroup
+	log    *slog.Logger
+	level  *slog.LevelVar // the log level, changed by a reload
+	cfg    *config.Config // in force; read and replaced by the goroutine running wait
+	broker *localbroker.Broker
+	sim    *simulator.Simulator
+	bridge *bridge.Bridge
+	wg     sync.WaitGroup // the buses' goroutines and the watchdog's
+
+	mu    sync.Mutex // guards buses and bridge, read by the watchdog while a reload replaces them
+	buses []*bus     // in config order
 
 	// The bridge has its own context: it stops after the broker, so that
 	// it queues everything the broker handed it before closing the queue.
@@ -37,78 +41,122 @@ type gateway struct {
 }
 
 // startGateway builds and starts everything a config names. On error, what
-// was started is stopped again.
-func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (g *gateway, err error) {
-	g = &gateway{log: log}
-	defer func() {
-		if err != nil {
-			g.stopServices()
-		}
-	}()
-	g.adapters, err = cfg.Build(log)
-	if err != nil {
+// was started is stopped again. level is the logger's level, which a reload
+// sets (nil: a reload leaves the level alone).
+func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger, level *slog.LevelVar) (*gateway, error) {
+	if level == nil {
+		level = new(slog.LevelVar)
+	}
+	g := &gateway{log: log, level: level, cfg: cfg}
+	if err := g.start(ctx, cfg); err != nil {
+		g.stopServices()
 		return nil, err
 	}
-	if cfg.Simulator != nil {
-		g.sim, err = simulator.New(*cfg.Simulator, log.With("component", "simulator"))
-		if err != nil {
-			return nil, err
-		}
-		if err = g.sim.Start(); err != nil {
-			return nil, err
-		}
-		log.Info("device simulator listening", "addr", g.sim.Addr())
-	}
-	g.broker, err = localbroker.New(cfg.Broker, log)
-	if err != nil {
-		return nil, err
-	}
-	if err = g.broker.Start(); err != nil {
-		return nil, err
-	}
-	if cfg.Bridge != nil {
-		if err = g.startBridge(*cfg.Bridge, log); err != nil {
-			return nil, err
-		}
-	}
-	points := adapters.Number(g.adapters)
-	g.pub = publisher.New(g.broker, points, log.With("component", "publisher"))
-	for _, a := range g.adapters {
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			supervise(ctx, log, func(ctx context.Context) error { return a.Run(ctx, g.pub) })
-		}()
-	}
-	log.Info("gateway running", "gateway", cfg.Gateway.ID, "adapters", len(g.adapters), "points", len(points), "broker", g.broker.Addr())
 	return g, nil
 }
 
-// startBridge opens the bridge's queue and runs the bridge until
-// stopServices. It starts before the adapters; what they publish before its
-// subscriptions are in place reaches it as retained values.
-func (g *gateway) startBridge(cfg bridge.Config, log *slog.Logger) error {
-	b, err := bridge.New(cfg, g.broker, log)
+// start starts the parts in the order they depend on each other. The queue
+// is opened (and locked) before anything listens, so that a second gateway
+// on the same data_dir is refused by name, not by a busy port.
+func (g *gateway) start(ctx context.Context, cfg *config.Config) error {
+	log := g.log
+	built, err := cfg.Build(log)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g.stopBridge, g.bridgeDone = cancel, make(chan struct{})
-	go func() {
-		defer close(g.bridgeDone)
-		if err := b.Run(ctx); err != nil {
-			log.Error("bridge stopped", "err", err)
+	if err := prepareDataDir(cfg.Gateway.DataDir); err != nil {
+		return err
+	}
+	if g.broker, err = localbroker.New(cfg.Broker, log); err != nil {
+		return err
+	}
+	if cfg.Bridge != nil {
+		if g.bridge, err = bridge.New(*cfg.Bridge, g.broker, log); err != nil {
+			return err
 		}
-	}()
+	}
+	if cfg.Simulator != nil {
+		if err := g.startSimulator(*cfg.Simulator); err != nil {
+			return err
+		}
+	}
+	if err := g.broker.Start(); err != nil {
+		return explainListen(err, "broker", cfg.Broker.Listen, "is another MQTT broker (mosquitto) running?")
+	}
+	if g.bridge != nil {
+		g.runBridge(g.bridge)
+	}
+	for i, a := range built {
+		g.buses = append(g.buses, g.startBus(ctx, cfg, i, a))
+	}
+	log.Info("gateway running", "gateway", cfg.Gateway.ID, "adapters", len(built), "points", countPoints(built), "broker", g.broker.Addr())
 	return nil
 }
 
-// wait blocks until ctx ends, then shuts down in order: adapters finish
-// their in-flight request and stop, the broker closes, the bridge queues
-// and syncs what it was handed, says goodbye upstream and closes its queue,
-// and the simulator closes.
-func (g *gateway) wait(ctx context.Context) {
-	<-ctx.Done()
+func (g *gateway) startSimulator(cfg simulator.Config) error {
+	sim, err := simulator.New(cfg, g.log.With("component", "simulator"))
+	if err == nil {
+		err = sim.Start()
+	}
+	if err != nil {
+		return explainListen(err, "simulator", cfg.Listen, "is another gateway or simulator running?")
+	}
+	g.sim = sim
+	g.log.Info("device simulator listening", "addr", sim.Addr())
+	return nil
+}
+
+// runBridge runs the bridge until stopServices. It starts before the
+// adapters; what they publish before its subscriptions are in place reaches
+// it as retained values.
+func (g *gateway) runBridge(b *bridge.Bridge) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	g.mu.Lock()
+	g.bridge, g.stopBridge, g.bridgeDone = b, cancel, done
+	g.mu.Unlock()
+	go func() {
+		defer close(done)
+		if err := b.Run(ctx); err != nil {
+			g.log.Error("bridge stopped", "err", err)
+		}
+	}()
+}
+
+// closeBridge stops the bridge, or releases the queue of one never run.
+func (g *gateway) closeBridge() {
+	switch {
+	case g.stopBridge != nil:
+		g.stopBridge()
+		<-g.bridgeDone
+	case g.bridge != nil:
+		_ = g.bridge.Close()
+	}
+	g.mu.Lock()
+	g.bridge, g.stopBridge, g.bridgeDone = nil, nil, nil
+	g.mu.Unlock()
+}
+
+// currentBridge is the running bridge, or nil.
+func (g *gateway) currentBridge() *bridge.Bridge {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.bridge
+}
+
+// wait runs until ctx ends, reloading the config from path on every signal
+// on reload, then shuts down in order: adapters finish their in-flight
+// request and stop, the broker closes, the bridge queues and syncs what it
+// was handed, says goodbye upstream and closes its queue, and the simulator
+// closes.
+func (g *gateway) wait(ctx context.Context, reload <-chan os.Signal, path string) {
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-reload:
+			g.reload(ctx, path)
+		}
+	}
 	g.log.Info("shutting down")
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	g.wg.Wait()
@@ -120,10 +168,7 @@ func (g *gateway) stopServices() {
 	if g.broker != nil {
 		_ = g.broker.Close()
 	}
-	if g.stopBridge != nil {
-		g.stopBridge()
-		<-g.bridgeDone
-	}
+	g.closeBridge()
 	if g.sim != nil {
 		_ = g.sim.Close()
 	}
@@ -201,10 +246,16 @@ func (g *gateway) notifySystemd(ctx context.Context) {
 	}()
 }
 
-// healthy is nil while every adapter that can tell makes progress.
+// healthy is nil while the bridge and every adapter that can tell make
+// progress.
 func (g *gateway) healthy(now time.Time) error {
-	for _, a := range g.adapters {
-		if h, ok := a.(adapters.HealthChecker); ok {
+	if b := g.currentBridge(); b != nil {
+		if err := b.Healthy(now); err != nil {
+			return err
+		}
+	}
+	for _, b := range g.currentBuses() {
+		if h, ok := b.a.(adapters.HealthChecker); ok {
 			if err := h.Healthy(now); err != nil {
 				return err
 			}

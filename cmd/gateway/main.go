@@ -1,14 +1,14 @@
 // Command gateway is the fieldbridge industrial edge gateway: it polls
 // fieldbus devices and publishes their values into an embedded MQTT broker.
 //
-//	gateway run --config FILE     run until SIGINT/SIGTERM (the default)
+//	gateway run --config FILE     run until SIGINT/SIGTERM; SIGHUP reloads (the default)
 //	gateway check --config FILE   validate the config and print the poll plan
 //	gateway simulate [--listen]   run the built-in Modbus TCP device simulator
 //	gateway version               print the version
+//	gateway help [COMMAND]        list the commands, or explain one
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,63 +36,35 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches a command line; the only os.Exit is in main.
+// run dispatches a command line; the only os.Exit is in main. The
+// commands are registered in the files that implement them (see command).
 func run(args []string, stdout, stderr io.Writer) int {
-	cmd := "run"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	name := defaultCommand
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			usage(stdout)
+			return exitOK
+		case "-version", "--version":
+			fmt.Fprintln(stdout, versionString())
+			return exitOK
+		}
+		if !strings.HasPrefix(args[0], "-") {
+			name, args = args[0], args[1:]
+		}
 	}
-	switch cmd {
-	case "run":
-		return cmdRun(args, stderr)
-	case "check":
-		return cmdCheck(args, stdout, stderr)
-	case "simulate":
-		return cmdSimulate(args, stderr)
-	case "version":
-		fmt.Fprintln(stdout, versionString())
-		return exitOK
-	case "help":
-		usage(stdout)
-		return exitOK
+	c, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "gateway: unknown command %q\n\n", name)
+		usage(stderr)
+		return exitUsage
 	}
-	fmt.Fprintf(stderr, "gateway: unknown command %q\n\n", cmd)
-	usage(stderr)
-	return exitUsage
-}
-
-func usage(w io.Writer) {
-	fmt.Fprint(w, `usage: gateway [command] [flags]
-
-commands:
-  run       run the gateway until SIGINT/SIGTERM (default)
-  check     validate the config and print the poll plan, without touching devices
-  simulate  run the built-in Modbus TCP device simulator (the demo's device)
-  version   print the version
-
-Run 'gateway <command> -h' for the command's flags.
-`)
+	return c.run(args, stdout, stderr)
 }
 
 // configFlag adds -config/--config to fs.
 func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", defaultConfig, "path of the YAML config `file`")
-}
-
-// parse parses flags; it reports whether to go on and the exit code if not.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) (bool, int) {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return false, exitOK
-		}
-		return false, exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gateway %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return false, exitUsage
-	}
-	return true, 0
 }
 
 func versionString() string {

@@ -57,13 +57,13 @@ adapters:
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := startGateway(ctx, cfg, slog.New(slog.NewTextHandler(testLog{t}, nil)))
+	g, err := startGateway(ctx, cfg, slog.New(slog.NewTextHandler(testLog{t}, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); g.wait(ctx) }()
+	go func() { defer wg.Done(); g.wait(ctx, nil, "") }()
 	defer func() { cancel(); wg.Wait() }()
 
 	sub := testpeer.Subscribe(t, testpeer.SubOptions{Addr: brokerAddr, Filter: "it/#"})

@@ -42,7 +42,7 @@ func TestWatchdog(t *testing.T) {
 	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
 
 	a := &stuckAdapter{}
-	g := &gateway{log: slog.New(slog.DiscardHandler), adapters: []adapters.Adapter{a}}
+	g := &gateway{log: slog.New(slog.DiscardHandler), buses: []*bus{{a: a}}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); g.wg.Wait() }()
 	g.notifySystemd(ctx)

@@ -12,8 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
-	"regexp"
-	"strconv"
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -141,6 +139,7 @@ func Parse(name string, data []byte, opts Options) (*Config, error) {
 	d := &decoder{c: c, env: opts.LookupEnv}
 	d.decode(root, reflect.ValueOf(&cfg.File).Elem(), "")
 	cfg.check()
+	cfg.crossCheck()
 	cfg.Warnings = c.warnings()
 	if errs := c.errors(); len(errs) > 0 {
 		return cfg, errs
@@ -174,29 +173,6 @@ func parseYAML(data []byte) (*yaml.Node, error) {
 		return docs[0], nil
 	}
 	return nil, fmt.Errorf("the config holds %d YAML documents (separated by ---); write one", len(docs))
-}
-
-var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// syntaxProblem turns a parser error into a Problem. The parser reports a
-// line only — for a broken block, the line where the block starts — so the
-// message says "at or after", and the column is the line's first character,
-// where an indentation mistake (the usual one) shows.
-func syntaxProblem(name string, data []byte, err error) Problem {
-	m := syntaxLine.FindStringSubmatch(err.Error())
-	if m == nil {
-		return Problem{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
-	}
-	line, _ := strconv.Atoi(m[1])
-	col, msg := 1, "yaml syntax error at or after this line: "+m[2]
-	if lines := strings.Split(string(data), "\n"); line >= 1 && line <= len(lines) {
-		text := lines[line-1]
-		col = len(text) - len(strings.TrimLeft(text, " ")) + 1
-		if strings.HasPrefix(text[col-1:], "\t") {
-			msg = "yaml syntax: a tab indents this line; YAML is indented with spaces only"
-		}
-	}
-	return Problem{File: name, Line: line, Col: col, Msg: msg}
 }
 
 // check validates every section and fills defaults.
@@ -238,6 +214,11 @@ func (cfg *Config) check() {
 		cfg.Bridge.Check(g.ID, g.DataDir, prefixed{c, "bridge"})
 	}
 	env := adapters.Env{GatewayID: g.ID}
+	if g.ID == "" || adapters.CheckName(g.ID) != nil {
+		// Reported above; a stand-in keeps every topic check from
+		// reporting it again as an empty or bad topic level.
+		env.GatewayID = "gateway"
+	}
 	names := map[string]int{}
 	for i := range cfg.Adapters {
 		e := &cfg.Adapters[i]
@@ -257,6 +238,17 @@ func (cfg *Config) check() {
 func (cfg *Config) Build(log *slog.Logger) ([]adapters.Adapter, error) {
 	c := newCollector(cfg.Path)
 	c.positions = cfg.c.positions
+	out := cfg.buildAll(c, log, nil)
+	if errs := c.errors(); len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// buildAll builds the adapter entries that skip does not exclude and
+// reports into c what only the whole set shows: device names, topics and
+// exclusive resources (serial ports) used twice.
+func (cfg *Config) buildAll(c *collector, log *slog.Logger, skip func(e *AdapterEntry) bool) []adapters.Adapter {
 	var out []adapters.Adapter
 	devices := map[string]string{}
 	topics := map[string]string{}
@@ -277,6 +269,9 @@ func (cfg *Config) Build(log *slog.Logger) ([]adapters.Adapter, error) {
 	held := map[string]string{} // exclusive resource -> adapter path
 	for i := range cfg.Adapters {
 		e := &cfg.Adapters[i]
+		if skip != nil && skip(e) {
+			continue
+		}
 		a, err := e.Config.Build(adapters.Env{GatewayID: cfg.Gateway.ID, Log: log.With("adapter", e.Type)})
 		if err != nil {
 			c.errorf(e.path, "%v", err)
@@ -303,8 +298,25 @@ func (cfg *Config) Build(log *slog.Logger) ([]adapters.Adapter, error) {
 		}
 		out = append(out, a)
 	}
-	if errs := c.errors(); len(errs) > 0 {
-		return nil, errs
+	return out
+}
+
+// crossCheck reports, in the same pass as every other problem, the
+// conflicts between adapters: it builds each entry that has no error of
+// its own (Build must not see a config its Check refused) and checks the
+// set. A gateway id with errors makes every topic doubtful: then nothing.
+func (cfg *Config) crossCheck() {
+	c := cfg.c
+	has := func(prefix string) bool {
+		for _, p := range c.problems {
+			if !p.Warning && (p.Path == prefix || strings.HasPrefix(p.Path, prefix+".") || strings.HasPrefix(p.Path, prefix+"[")) {
+				return true
+			}
+		}
+		return false
 	}
-	return out, nil
+	if has("gateway.id") || (cfg.Bridge != nil && has("bridge")) {
+		return
+	}
+	cfg.buildAll(c, slog.New(slog.DiscardHandler), func(e *AdapterEntry) bool { return e.Config == nil || has(e.path) })
 }

@@ -240,6 +240,9 @@ func (d *decoder) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
 }
 
 func (d *decoder) decodeBool(n *yaml.Node, v reflect.Value, path string) {
+	if d.quotedScalar(n, path, "true or false") {
+		return
+	}
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -255,6 +258,9 @@ func (d *decoder) decodeBool(n *yaml.Node, v reflect.Value, path string) {
 }
 
 func (d *decoder) decodeInt(n *yaml.Node, v reflect.Value, path string) {
+	if d.quotedScalar(n, path, "an integer") {
+		return
+	}
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -272,6 +278,9 @@ func (d *decoder) decodeInt(n *yaml.Node, v reflect.Value, path string) {
 }
 
 func (d *decoder) decodeUint(n *yaml.Node, v reflect.Value, path string) {
+	if d.quotedScalar(n, path, "a non-negative integer") {
+		return
+	}
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
@@ -293,6 +302,9 @@ func (d *decoder) decodeUint(n *yaml.Node, v reflect.Value, path string) {
 }
 
 func (d *decoder) decodeFloat(n *yaml.Node, v reflect.Value, path string) {
+	if d.quotedScalar(n, path, "a number") {
+		return
+	}
 	s, ok := d.scalar(n, path)
 	if !ok {
 		return
