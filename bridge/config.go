@@ -151,9 +151,10 @@ type ForwardRule struct {
 }
 
 // Batch configures the batch messages of a forward rule. A batch is sent
-// when it holds max_records records or max_bytes bytes, or when its oldest
-// record has waited max_delay, whichever comes first; its records leave the
-// queue only when the cloud acknowledged the whole batch.
+// when it holds max_records records or max_bytes bytes, or max_delay after
+// it was opened (its first record taken from the queue), whichever comes
+// first; its records leave the queue only when the cloud acknowledged the
+// whole batch.
 type Batch struct {
 	// Topic is the cloud topic of the batch messages (required; literal
 	// text, no wildcards; the prefix is not added).
@@ -164,9 +165,9 @@ type Batch struct {
 	// IoT Core's 128 KB). A record too large for any batch is sent on its
 	// own topic instead, and counted.
 	MaxBytes ByteSize `yaml:"max_bytes"`
-	// MaxDelay is the longest a record waits, from the moment it was
-	// queued, for its batch to fill (default 1s; 0 sends what there is
-	// at once).
+	// MaxDelay is the longest a batch stays open waiting for more records
+	// (default 1s; 0 sends what there is at once). Live data waits at most
+	// this long; a backlog fills whole batches.
 	MaxDelay *time.Duration `yaml:"max_delay"`
 }
 
