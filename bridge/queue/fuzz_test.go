@@ -139,7 +139,7 @@ func FuzzOpenSegment(f *testing.F) {
 // memDir returns a fresh directory on tmpfs when there is one: the fuzz
 // test is about parsing, and fsync on a real disk would cut its speed a
 // hundredfold.
-func memDir(t *testing.T) string {
+func memDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("/dev/shm", "queue-fuzz-")
 	if err != nil {
 		return t.TempDir()
@@ -174,6 +174,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, q, 0, 12, 4, 30)
+	q.Sync()
 	crash(q)
 	seg, err := os.ReadFile(q.segs[0].path)
 	if err != nil {
