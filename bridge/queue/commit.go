@@ -13,13 +13,19 @@ import (
 // in which the segment takes them over, so that every record is in exactly
 // one of the two at any moment; otherwise buf is a batch that Append writes
 // directly (sync: always), counted as appended here. at is when the oldest
-// record was appended, for the commit deadline. Caller holds wmu.
-func (q *Queue) writeFrames(buf []byte, first, last uint64, newest, at int64, staged bool) error {
+// record was appended, for the commit deadline. pad asks for a pad frame up
+// to the next page boundary when an fsync follows (see padding). Caller
+// holds wmu.
+func (q *Queue) writeFrames(buf []byte, first, last uint64, newest, at int64, staged, pad bool) error {
 	n := last - first + 1
 	size := int64(len(buf))
 	s, err := q.writable(size, first)
 	if err != nil {
 		return q.writeFailed(err)
+	}
+	var padding int
+	if pad {
+		padding = q.padding(s, size)
 	}
 	// Within a segment, every Seq above the persisted cursor is present
 	// (lost records excepted): that is what lets Stats and the reader count
@@ -41,6 +47,14 @@ func (q *Queue) writeFrames(buf []byte, first, last uint64, newest, at int64, st
 	if _, err := s.f.WriteAt(buf, s.size); err != nil {
 		q.undoWrite(s)
 		return q.writeFailed(fmt.Errorf("queue: write %d records to segment %s: %w", n, s.name(), err))
+	}
+	if padding > 0 {
+		q.padBuf = appendPadFrame(q.padBuf[:0], padding)
+		if _, err := s.f.WriteAt(q.padBuf, s.size+size); err != nil {
+			q.undoWrite(s)
+			return q.writeFailed(fmt.Errorf("queue: pad segment %s: %w", s.name(), err))
+		}
+		size += int64(padding)
 	}
 	q.mu.Lock()
 	s.size += size
@@ -68,14 +82,41 @@ func (q *Queue) writeFrames(buf []byte, first, last uint64, newest, at int64, st
 	return nil
 }
 
+// padding returns the length of the pad frame that ends a write of size
+// bytes to s on a page boundary, or 0. After an fsync the kernel counts (and
+// the card writes) a page again when the next commit adds to it: ending a
+// commit that is about to be fsynced on a page boundary saves that page
+// once per commit — half a page per commit on average, e.g. 0.1 bytes per
+// payload byte at 1,000 records/s during an outage. The pad costs the same
+// bytes of space, so it is used only where it is at most a quarter of the
+// commit (a commit of at least 4 pages), and only where it fits the segment
+// and the quota. Caller holds wmu.
+func (q *Queue) padding(s *segment, size int64) int {
+	end := s.size + size
+	rem := (padMax - end%padMax) % padMax
+	if rem < minFrameSize || rem*4 > size || end+rem+sealFrameSize > q.opts.SegmentBytes {
+		return 0
+	}
+	if q.opts.MaxBytes > 0 {
+		q.mu.Lock()
+		over := q.used+q.stg.live+size+rem+segOverhead > q.opts.MaxBytes
+		q.mu.Unlock()
+		if over {
+			return 0
+		}
+	}
+	return int(rem)
+}
+
 // spill writes the staged records not acknowledged yet to the active segment
-// and forgets the acknowledged ones; the fsync is left to the caller. The
+// and forgets the acknowledged ones; the fsync is left to the caller (pad:
+// one follows at once). The
 // records stay readable from staging while they are written, so Next never
 // waits for the disk; only after the write does the segment's committed size
 // take them over, in the same critical section that empties the staging
 // area. On a failed write the staging area is kept as it was and the next
 // commit tries again. Caller holds wmu.
-func (q *Queue) spill() error {
+func (q *Queue) spill(pad bool) error {
 	q.mu.Lock()
 	st := &q.stg
 	q.dropStaged(st.trim(q.acked))
@@ -90,7 +131,7 @@ func (q *Queue) spill() error {
 	st.wrFrom, st.wrTo = from, last
 	q.mu.Unlock()
 
-	err := q.writeFrames(buf, from, last, newest, at, true)
+	err := q.writeFrames(buf, from, last, newest, at, true, pad)
 	if err != nil {
 		q.mu.Lock()
 		st.wrFrom, st.wrTo = 0, 0
@@ -119,7 +160,7 @@ func (q *Queue) Sync() error {
 // fsync succeeds.
 func (q *Queue) commit() error {
 	q.wmu.Lock()
-	err := q.spill()
+	err := q.spill(true)
 	q.wmu.Unlock()
 	if err != nil {
 		return err

@@ -27,8 +27,10 @@
 //     SyncInterval old, so while the cloud acknowledges every record within
 //     the sync window, the queue writes nothing at all; during an outage it
 //     commits once per SyncInterval, as a plain group commit would. Staging
-//     is bounded by StagingBytes: beyond it Append writes the staged records
-//     itself (without fsync; the commit deadline still applies). With
+//     is bounded by StagingBytes (64 KiB while no acknowledgement came for a
+//     sync interval, when the records are bound for the disk anyway): beyond
+//     it Append writes the staged records itself (without fsync; the commit
+//     deadline still applies). With
 //     SyncInterval 0 ("sync: always") Append writes and fsyncs before it
 //     returns.
 //   - Everything synced survives a crash or a power cut. A power cut loses
@@ -79,7 +81,15 @@
 //	kind u8 = 2 | 3 zero bytes | first Seq u64 | last Seq u64 | record count u64 | newest enqueue time i64
 //
 // so that Open learns a sealed segment's extent from its last 44 bytes instead
-// of reading it. Only the segment being written (or one abandoned after a
+// of reading it. A pad frame, whose body is
+//
+//	kind u8 = 3 | zero bytes
+//
+// carries nothing: a group commit of at least four pages that is about to be
+// fsynced ends with one on a page boundary, so that the next commit starts
+// on a fresh page instead of writing the last one again (the kernel counts
+// and the card writes a page anew each time a commit adds to it after an
+// fsync). Readers skip pads; a torn pad at the end is no lost record. Only the segment being written (or one abandoned after a
 // write error) lacks a seal; Open verifies it record by record, truncates it
 // after its last valid frame and seals it. The first record of a segment
 // carries its name.
@@ -91,9 +101,12 @@
 // up to the segment's last is present or lost. That lets Stats count pending
 // records from the numbering and the reader count the records lost in a
 // damaged region exactly, as those numbered between the cursor (or the last
-// good record, if later) and the next good record. The frames are those of
-// version 1, so the segment version stays 1 and this release reads the
-// segments of the release before staging unchanged. The cursor file did
+// good record, if later) and the next good record. Record and seal frames
+// are those of version 1 and the segment version stays 1: this release
+// reads the segments of the release before staging unchanged, and that
+// release, should it be installed again, delivers every record of a newer
+// segment, taking a pad for a damaged region (which loses nothing) instead
+// of moving the segment aside as it would a version it does not know. The cursor file did
 // change (below): that release cannot read version 2, so after a downgrade
 // it starts from the oldest record on disk and delivers acknowledged ones
 // again (at-least-once), with pending counts inflated by the gaps.

@@ -287,7 +287,7 @@ func spillNoSync(t testing.TB, q *Queue) {
 	t.Helper()
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
-	if err := q.spill(); err != nil {
+	if err := q.spill(false); err != nil {
 		t.Fatal(err)
 	}
 }

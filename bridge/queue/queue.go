@@ -183,6 +183,7 @@ type Queue struct {
 	nextSeq uint64 // wmu
 	wbuf    []byte // wmu
 	woffs   []int  // wmu
+	padBuf  []byte // wmu
 
 	cmu       sync.Mutex
 	reserved  uint64      // written under wmu+cmu, read under either
@@ -211,6 +212,7 @@ type Queue struct {
 	unsyncedAt int64 // oldest append time of records written but not fsynced
 	curDirtyAt int64 // since when an acknowledgement of a record on disk is not persisted
 	retryAt    int64 // after a failed commit: not before this
+	lastAck    int64 // when an Ack last moved the cursor
 	armed      int64 // the flusher's timer
 	st         Stats
 	full       episode
@@ -371,7 +373,7 @@ func (q *Queue) close() error {
 	var errs []error
 	// What is staged and not acknowledged goes to disk; the acknowledged
 	// rest is dropped.
-	errs = append(errs, q.spill())
+	errs = append(errs, q.spill(false)) // a seal follows, not more records
 	q.mu.Lock()
 	s := q.active
 	q.mu.Unlock()

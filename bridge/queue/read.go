@@ -212,6 +212,9 @@ func (q *Queue) readFrames(r *reader, s *segment, out *[]Record, max int, t *tal
 			r.off = end
 			continue
 		}
+		if f.kind == kindPad {
+			continue
+		}
 		r.prev = f.seq
 		if f.seq <= r.last || f.seq <= acked {
 			continue
@@ -381,6 +384,7 @@ func (q *Queue) Ack(seq uint64) error {
 	st := &q.stg
 	q.st.Acked += st.unacked(from) - st.unacked(max(seq, from))
 	q.acked = seq
+	q.lastAck = q.now()
 	if n := st.trim(seq); n > 0 {
 		if st.wrTo != 0 {
 			// A commit is writing [wrFrom, wrTo]: those reach the disk.

@@ -4,6 +4,10 @@ package queue
 // commits; beyond it Append writes them out early.
 const DefaultStagingBytes = 1 << 20
 
+// idleStagingBytes is the staging bound while no acknowledgement has come
+// for a sync interval: then the records will be written anyway.
+const idleStagingBytes = 64 << 10
+
 // staging is the tail of the log that is not on disk yet: records appended
 // since the last commit, held as the frames a commit writes, so that a
 // record the cloud acknowledges before its commit never touches the card.
