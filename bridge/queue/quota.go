@@ -136,7 +136,15 @@ func (q *Queue) expiryCutoff(now time.Time) int64 {
 // cursor write, so a crash never finds the cursor behind a hole in the log.
 func (q *Queue) maintain(now time.Time) {
 	q.cmu.Lock()
-	err := q.persistLocked(q.reserved)
+	var err error
+	q.mu.Lock()
+	// Only acknowledgements of records on disk are worth a write: the
+	// others cannot be delivered again.
+	needed := min(q.acked, q.diskLast) > q.persisted.acked
+	q.mu.Unlock()
+	if needed {
+		err = q.persistLocked(q.reserved)
+	}
 	done := q.persisted.acked
 	q.cmu.Unlock()
 	if err != nil {
