@@ -39,7 +39,7 @@ GOMAXPROCS=1 go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 2 | 
 echo "== modbus transports and planner"
 go test ./adapters/modbus/transport -run '^$' -bench . -benchtime 2s | grep ^Benchmark
 
-echo "== queue: append, drain, write amplification (bench/queue/run.sh)"
+echo "== queue: append, drain, write amplification, SD-card wear link up/down (bench/queue/run.sh)"
 COUNT=1 bench/queue/run.sh | grep ^Benchmark
 
 echo "== cloud bridge: drain after an outage and kill -9, side by side with mosquitto's bridge; RSS during an outage"

@@ -199,10 +199,12 @@ type Buffer struct {
 	// WhenFull is drop_oldest (default) or drop_newest. Every dropped
 	// message is counted and logged once per episode.
 	WhenFull WhenFull `yaml:"when_full"`
-	// Sync is the group-commit interval: queued messages reach the disk at
-	// most this long after they arrived, and a power cut loses at most that
-	// window (default 100ms). "always" fsyncs every batch: nothing is lost,
-	// at a cost in speed and SD-card wear.
+	// Sync is the group-commit interval: a queued message that the cloud
+	// has not acknowledged this long after it arrived is written and
+	// fsynced then (one acknowledged sooner never touches the disk), so a
+	// power cut loses at most that window of unacknowledged messages
+	// (default 100ms). "always" writes and fsyncs every batch before it
+	// counts as queued: nothing is lost, at a cost in speed and SD-card wear.
 	Sync SyncPolicy `yaml:"sync"`
 }
 
