@@ -58,11 +58,11 @@ type Config struct {
 	// max_inflight. A number fixes the window (1–65535), e.g. for a broker
 	// that disconnects clients with more unacknowledged messages.
 	Inflight Inflight `yaml:"inflight"`
-	// MaxInflight bounds the auto window (default 16384). Each message in
-	// flight holds its copy in memory (about 0.5 KiB plus its payload), so
-	// the default costs at most ~8 MiB plus payloads; it carries up to
-	// ~55,000 msg/s over a 300 ms link. After a reconnect the cloud may see
-	// up to this many messages a second time.
+	// MaxInflight bounds the auto window (default 16384). Each publish in
+	// flight costs about 1 KiB of memory (measured: +16.6 MiB of resident
+	// memory with 16,384 in flight), so the default stays within what a Pi
+	// Zero can spare; it carries up to ~55,000 msg/s over a 300 ms link.
+	// After a reconnect the cloud may see up to this many messages again.
 	MaxInflight int `yaml:"max_inflight"`
 	// MaxRate caps the publishes per second sent upstream (a token bucket
 	// with a burst of a tenth of a second; a batch counts as one publish;
