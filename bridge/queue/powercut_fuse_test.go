@@ -123,6 +123,9 @@ func openQueue(t *testing.T, dir string) (*queue.Queue, *syncBuf) {
 	if err != nil {
 		t.Fatalf("Open after a power cut: %v\nqueue log:\n%s", err, log)
 	}
+	// Closed before the file system's cleanup unmounts, also when the test
+	// stops early; Close is idempotent.
+	t.Cleanup(func() { q.Close() })
 	return q, log
 }
 
