@@ -28,8 +28,8 @@ type Publisher struct {
 
 	mu        sync.Mutex
 	sent      int
-	published int // PUBLISH packets sent
-	acked     int // PUBACK (QoS 1) or PUBCOMP (QoS 2) received
+	published int         // PUBLISH packets sent
+	ackedAt   []time.Time // when each PUBACK (QoS 1) or PUBCOMP (QoS 2) was read
 	connected bool
 }
 
@@ -100,7 +100,7 @@ func (p *Publisher) read(r *os.File) {
 			p.published++
 		case strings.Contains(line, "received PUBACK") && p.qos == 1,
 			strings.Contains(line, "received PUBCOMP") && p.qos == 2:
-			p.acked++
+			p.ackedAt = append(p.ackedAt, time.Now())
 		default:
 			fmt.Fprintln(p.out, line)
 		}
@@ -142,7 +142,16 @@ func (p *Publisher) Acked() int {
 	if p.qos == 0 {
 		return p.published
 	}
-	return p.acked
+	return len(p.ackedAt)
+}
+
+// AckedAt returns when each acknowledgement so far reached the test, in
+// order (QoS 1 and 2): the broker had message i by AckedAt()[i], and some
+// moments earlier (the time it took the debug line through the pipe).
+func (p *Publisher) AckedAt() []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time(nil), p.ackedAt...)
 }
 
 // Close ends the input and waits until mosquitto_pub has published and,

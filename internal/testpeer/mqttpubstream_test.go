@@ -29,8 +29,8 @@ func TestPublisherStreams(t *testing.T) {
 			t.Fatalf("message %d = %v, want %s on stream/a", i, msg, want)
 		}
 	}
-	if p.Sent() != n || p.Acked() != n {
-		t.Fatalf("Sent %d, Acked %d, want %d", p.Sent(), p.Acked(), n)
+	if p.Sent() != n || p.Acked() != n || len(p.AckedAt()) != n {
+		t.Fatalf("Sent %d, Acked %d, AckedAt %d, want %d", p.Sent(), p.Acked(), len(p.AckedAt()), n)
 	}
 
 	// When the broker dies, Send fails once mosquitto_pub has gone, and
