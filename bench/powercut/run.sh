@@ -21,20 +21,25 @@ set -eu
 cd "$(dirname "$0")/../.."
 runs="${RUNS:-30}"
 export FIELDBRIDGE_POWERCUT_RUNS="$runs" FIELDBRIDGE_REQUIRE_PEERS=1
-tmp=$(mktemp)
-trap 'rm -f "$tmp"' EXIT
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
 show() {
-  grep -E 'powercut figures|not on the medium:|--- (SKIP|FAIL)|^(ok|FAIL)|powercut_.*test.go:[0-9]+: .*(SKIP|gone|broken|never|reused|came back)' "$tmp" |
+  grep -E 'powercut figures|not on the medium:|--- (SKIP|FAIL)|^(ok|FAIL)|powercut_.*test.go:[0-9]+: .*(SKIP|gone|broken|never|reused|came back)' "$1" |
     sed -e 's/^ *//' -e 's/powercut_fuse_test.go:[0-9]*: //' -e 's/powercut_test.go:[0-9]*: //' || true
 }
 
 echo "== queue: $runs cuts per mode, group commit 100 ms, 16 KiB segments"
 status=0
-go test -count=1 -timeout 60m -run '^TestQueuePowerCuts$' -v ./bridge/queue/ >"$tmp" 2>&1 || status=$?
-show
+go test -count=1 -timeout 60m -run '^TestQueuePowerCuts$' -v ./bridge/queue/ >"$tmp/queue.log" 2>&1 || status=$?
+show "$tmp/queue.log"
 
 echo "== gateway (broker + bridge to mosquitto behind a cut link, 2 topics x 500 msg/s): $runs cuts per mode"
-go test -count=1 -timeout 60m -run '^TestGatewayPowerCuts$' -v ./cmd/gateway/ >"$tmp" 2>&1 || status=$?
-show
+go test -count=1 -timeout 60m -run '^TestGatewayPowerCuts$' -v ./cmd/gateway/ >"$tmp/gateway.log" 2>&1 || status=$?
+show "$tmp/gateway.log"
+if [ "$status" != 0 ]; then
+  # Keep the full logs of a failed run for a look at the details.
+  keep="${TMPDIR:-/tmp}/powercut-logs.$$"
+  mkdir -p "$keep" && cp "$tmp"/*.log "$keep/" && echo "full logs kept in $keep"
+fi
 exit "$status"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,8 +46,9 @@ const (
 	pcSyncInterval = queue.DefaultSyncInterval
 	pcSegmentBytes = 16 << 10
 	// pcSlack is added to the sync interval for records that must survive
-	// without an explicit Sync: the flusher may run late on a loaded
-	// machine. The measured loss window is logged.
+	// without an explicit Sync: the flusher may run a little late. Time in
+	// which the test process did not run at all (a loaded machine) is not
+	// counted (powercut.StallMeter). The measured loss window is logged.
 	pcSlack = 200 * time.Millisecond
 )
 
@@ -71,10 +73,15 @@ type pcModel struct {
 	backlog []pcRec           // in the queue, unacknowledged, at the start of the lifetime
 	maxSeq  uint64            // highest Seq ever handed out
 	nextID  uint64
+	// onMedium tells, for a report, whether the card still holds record id.
+	onMedium func(id uint64) bool
+	// stalls: time the test process (queue and file system alike) did not
+	// run does not count towards a record's age.
+	stalls *powercut.StallMeter
 }
 
-func newModel() *pcModel {
-	return &pcModel{ids: map[uint64]uint64{}, lost: map[uint64]bool{}, nextID: 1}
+func newModel(t *testing.T) *pcModel {
+	return &pcModel{ids: map[uint64]uint64{}, lost: map[uint64]bool{}, nextID: 1, stalls: powercut.StartStallMeter(t)}
 }
 
 // lifetime is one run of the queue between two cuts: a writer appending at
@@ -90,7 +97,10 @@ type lifetime struct {
 	mu       sync.Mutex
 	appended []pcRec
 	syncedN  int    // appended[:syncedN] were covered by a successful Sync
-	acked    uint64 // highest Seq acknowledged successfully
+	acked    uint64 // highest Seq acknowledged (counted just before Ack)
+	frozen   bool   // the power is off: acknowledgements no longer count
+	atCut    string // the queue's and the file system's state at the cut, for a report
+	lastSync time.Time
 	seqErr   error
 }
 
@@ -182,6 +192,7 @@ func (lt *lifetime) write(rng *rand.Rand, nextID, maxSeq uint64) {
 			}
 			lt.mu.Lock()
 			lt.syncedN = n
+			lt.lastSync = time.Now()
 			lt.mu.Unlock()
 		}
 		time.Sleep(time.Duration(rng.IntN(4000)) * time.Microsecond) // the pace of the plant
@@ -211,13 +222,20 @@ func (lt *lifetime) send(rng *rand.Rand) {
 		delivered = append(delivered, recs[len(recs)-1].Seq)
 		switch r := rng.IntN(40); {
 		case r < 12 && len(delivered) > 2: // the PUBACK of a batch sent earlier
+			// Counted before Ack: an acknowledgement the queue may have
+			// persisted is never missing from the model. Ack keeps working
+			// in memory after a cut; those no longer count.
 			seq := delivered[len(delivered)-3]
+			lt.mu.Lock()
+			if lt.frozen {
+				lt.mu.Unlock()
+				return
+			}
+			lt.acked = max(lt.acked, seq)
+			lt.mu.Unlock()
 			if lt.q.Ack(seq) != nil {
 				return
 			}
-			lt.mu.Lock()
-			lt.acked = max(lt.acked, seq)
-			lt.mu.Unlock()
 		case r == 39: // a reconnect: resend from the oldest unacknowledged
 			lt.q.Rewind()
 			delivered = delivered[:0]
@@ -233,6 +251,7 @@ type cutResult struct {
 	lostAge                      time.Duration // oldest lost record's age at the cut
 	dups                         int           // acknowledged before the cut, returned after
 	resurrected                  int           // of dups: acknowledged before an earlier cut
+	stall                        time.Duration // longest stall of the test process in the lifetime
 	corruptRecords, corruptBytes uint64
 	cutTook, reopenTook          time.Duration
 }
@@ -257,18 +276,30 @@ func (m *pcModel) check(lt *lifetime, cutAt time.Time, got []queue.Record) (cutR
 	type want struct {
 		rec      pcRec
 		required bool
+		why      string
 	}
 	var expected []want
-	deadline := cutAt.Add(-(pcSyncInterval + pcSlack))
+	window := pcSyncInterval + pcSlack
 	for _, r := range m.backlog {
 		// Already on the medium before this lifetime began.
-		expected = append(expected, want{r, r.seq > lt.acked})
+		expected = append(expected, want{r, r.seq > lt.acked, "on the medium before this lifetime"})
 	}
 	for i, r := range lt.appended {
-		synced := i < lt.syncedN || r.at.Before(deadline)
-		expected = append(expected, want{r, synced && r.seq > lt.acked})
+		why := fmt.Sprintf("appended %v before the cut", cutAt.Sub(r.at).Round(time.Millisecond))
+		if i < lt.syncedN {
+			why += fmt.Sprintf(", covered by a Sync that returned %v before the cut", cutAt.Sub(lt.lastSync).Round(time.Millisecond))
+		}
+		stalled := m.stalls.Stalled(r.at, cutAt)
+		if stalled > 0 {
+			why += fmt.Sprintf(" (of which the process was stalled %v)", stalled.Round(time.Millisecond))
+		}
+		synced := i < lt.syncedN || cutAt.Sub(r.at)-stalled > window
+		expected = append(expected, want{r, synced && r.seq > lt.acked, why})
 	}
 	res := cutResult{appended: len(lt.appended)}
+	if len(lt.appended) > 0 {
+		res.stall = m.stalls.Longest(lt.appended[0].at, cutAt)
+	}
 	bySeq := make(map[uint64]bool, len(got))
 	var prev uint64
 	for _, g := range got {
@@ -289,6 +320,7 @@ func (m *pcModel) check(lt *lifetime, cutAt time.Time, got []queue.Record) (cutR
 	}
 	inExpected := make(map[uint64]bool, len(expected))
 	var missing []uint64
+	var whyMissing []string
 	for _, w := range expected {
 		inExpected[w.rec.seq] = true
 		if w.required {
@@ -300,6 +332,13 @@ func (m *pcModel) check(lt *lifetime, cutAt time.Time, got []queue.Record) (cutR
 		case bySeq[w.rec.seq]:
 		case w.required:
 			missing = append(missing, w.rec.seq)
+			if len(whyMissing) < 5 {
+				where := "gone from the card"
+				if m.onMedium != nil && m.onMedium(w.rec.id) {
+					where = "still on the card, not returned by Next"
+				}
+				whyMissing = append(whyMissing, fmt.Sprintf("Seq %d %s, %s", w.rec.seq, w.why, where))
+			}
 		case w.rec.seq > lt.acked:
 			res.lost++
 			res.lostAge = max(res.lostAge, cutAt.Sub(w.rec.at))
@@ -307,8 +346,8 @@ func (m *pcModel) check(lt *lifetime, cutAt time.Time, got []queue.Record) (cutR
 		}
 	}
 	if len(missing) > 0 {
-		fail("%d records that were synced (or older than %v at the cut) and not acknowledged are gone: Seq %v",
-			len(missing), pcSyncInterval+pcSlack, firstN(missing, 20))
+		fail("%d records that were synced (or older than %v at the cut) and not acknowledged (acknowledged through %d) are gone: Seq %v; %s; %s",
+			len(missing), pcSyncInterval+pcSlack, lt.acked, firstN(missing, 20), strings.Join(whyMissing, "; "), lt.atCut)
 	}
 	for seq := range bySeq {
 		if !inExpected[seq] && m.ids[seq] != 0 && !m.lost[seq] {
@@ -351,7 +390,7 @@ type pcTotals struct {
 	cuts, checked, knownBug                 int
 	appended, required, returned, lost, dup int
 	maxDup, resurrected                     int
-	maxLostAge                              time.Duration
+	maxLostAge, maxStall                    time.Duration
 	corruptRecords, corruptBytes            uint64
 	cutTook, reopenTook                     time.Duration
 }
@@ -366,6 +405,7 @@ func (s *pcTotals) add(r cutResult) {
 	s.maxDup = max(s.maxDup, r.dups)
 	s.resurrected += r.resurrected
 	s.maxLostAge = max(s.maxLostAge, r.lostAge)
+	s.maxStall = max(s.maxStall, r.stall)
 	s.corruptRecords += r.corruptRecords
 	s.corruptBytes += r.corruptBytes
 }
@@ -381,10 +421,10 @@ func (s *pcTotals) log(t *testing.T, mode string) {
 	// One line with a fixed prefix, collected by bench/powercut/run.sh.
 	t.Logf("powercut figures: queue %s: cuts=%d checked=%d known_bug=%d appended=%d required=%d returned=%d "+
 		"lost_unsynced=%d max_lost_age=%v sync_window=%v duplicates=%d max_duplicates_per_cut=%d acked_before_an_earlier_cut=%d "+
-		"corrupt_records=%d corrupt_bytes=%d cut_time=%v reopen_time=%v",
+		"corrupt_records=%d corrupt_bytes=%d cut_time=%v reopen_time=%v longest_stall=%v",
 		mode, s.cuts, s.checked, s.knownBug, s.appended, s.required, s.returned,
 		s.lost, s.maxLostAge.Round(time.Millisecond), pcSyncInterval, s.dup, s.maxDup, s.resurrected,
-		s.corruptRecords, s.corruptBytes, per(s.cutTook), per(s.reopenTook))
+		s.corruptRecords, s.corruptBytes, per(s.cutTook), per(s.reopenTook), s.maxStall.Round(time.Millisecond))
 }
 
 // cutOnce lets lt run for d, cuts the power with tear, stops what ran,
@@ -393,7 +433,13 @@ func cutOnce(t *testing.T, fsys *powercut.FS, lt *lifetime, d time.Duration, tea
 	t.Helper()
 	timer := time.NewTimer(d)
 	<-timer.C
+	lt.mu.Lock()
+	before := lt.q.Stats() // memory only: no file system operation
 	rep := fsys.Cut(tear)
+	lt.frozen = true
+	lt.atCut = fmt.Sprintf("at the cut: queue %d appended, %d group commits and seals since Open; file system: %d operations served so far, last fsync %v before the cut",
+		before.Appended, before.Syncs, fsys.Stats().Ops, rep.At.Sub(fsys.Stats().LastFsync).Round(time.Millisecond))
+	lt.mu.Unlock()
 	close(lt.stop)
 	lt.wg.Wait()
 	_ = lt.q.Close() // EIO: the medium is gone; this frees the files
@@ -410,10 +456,10 @@ func logCut(t *testing.T, n int, lt *lifetime, rep powercut.CutReport, d time.Du
 		link = "down"
 	}
 	t.Logf("cut %d after %v (link %s), tear %s (%d files torn): appended %d, required %d, returned %d, lost unsynced %d "+
-		"(oldest %v before the cut), duplicates %d, corrupt %d records/%d bytes; cut %v, remount+open %v",
+		"(oldest %v before the cut), duplicates %d, corrupt %d records/%d bytes; cut %v, remount+open %v; longest stall %v",
 		n, d.Round(time.Millisecond), link, rep.Tear, len(rep.Torn), r.appended, r.required, r.returned, r.lost,
 		r.lostAge.Round(time.Millisecond), r.dups, r.corruptRecords, r.corruptBytes,
-		rep.Took.Round(time.Microsecond), r.reopenTook.Round(time.Microsecond))
+		rep.Took.Round(time.Microsecond), r.reopenTook.Round(time.Microsecond), r.stall.Round(time.Millisecond))
 }
 
 // Known bugs of the queue that a cut shows, tolerated (the case is counted
@@ -433,6 +479,21 @@ const bugQueueDir = "queue directory not fsynced into parent; fixed by branch qu
 func queueDirLost(fsys *powercut.FS) bool {
 	_, _, ok := fsys.Durable("queue")
 	return !ok
+}
+
+// onMedium reports whether the card holds record id (its topic and payload)
+// in any file of the queue directory.
+func onMedium(fsys *powercut.FS) func(id uint64) bool {
+	return func(id uint64) bool {
+		needle := append([]byte(fmt.Sprintf("pc/%d", id%3)), pcPayload(id)...)
+		_, names, _ := fsys.Durable("queue")
+		for _, n := range names {
+			if data, _, _ := fsys.Durable("queue/" + n); bytes.Contains(data, needle) {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 // report fails t with the broken promises of one cut.
@@ -461,7 +522,8 @@ func TestQueuePowerCuts(t *testing.T) {
 		for run := range runs {
 			fsys := powercut.Mount(t, powercut.Options{})
 			rng := rand.New(rand.NewPCG(fsys.Seed(), 3))
-			m := newModel()
+			m := newModel(t)
+			m.onMedium = onMedium(fsys)
 			dir := filepath.Join(fsys.Dir(), "queue")
 			q, log := openQueue(t, dir)
 			lt := m.start(q, log, fsys.Seed(), run%2 == 0)
@@ -493,7 +555,8 @@ func TestQueuePowerCuts(t *testing.T) {
 		runs := powercutRuns(t, 10)
 		fsys := powercut.Mount(t, powercut.Options{})
 		rng := rand.New(rand.NewPCG(fsys.Seed(), 3))
-		m := newModel()
+		m := newModel(t)
+		m.onMedium = onMedium(fsys)
 		dir := filepath.Join(fsys.Dir(), "queue")
 
 		// A directory that has been in use: records queued, a clean

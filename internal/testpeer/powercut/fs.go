@@ -41,8 +41,10 @@ type FS struct {
 	gone    []*mount
 	cuts    int
 
-	refused atomic.Uint64 // operations refused with EIO after a Cut
-	fsyncs  atomic.Uint64
+	refused   atomic.Uint64 // operations refused with EIO after a Cut
+	fsyncs    atomic.Uint64
+	ops       atomic.Uint64 // operations served
+	lastFsync atomic.Int64  // Unix nanoseconds of the last fsync served
 }
 
 // mount is one mounting of the tree; a Cut ends it for good.
@@ -278,16 +280,22 @@ func (f *FS) Durable(path string) (data []byte, names []string, ok bool) {
 
 // Stats are counters for test logs.
 type Stats struct {
-	Cuts    int
-	Fsyncs  uint64 // file and directory fsyncs served
-	Refused uint64 // operations refused with EIO because of a Cut
+	Cuts      int
+	Ops       uint64    // operations served (not refused), all mounts
+	Fsyncs    uint64    // file and directory fsyncs served
+	LastFsync time.Time // when the last of them was served
+	Refused   uint64    // operations refused with EIO because of a Cut
 }
 
 // Stats returns the counters.
 func (f *FS) Stats() Stats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Stats{Cuts: f.cuts, Fsyncs: f.fsyncs.Load(), Refused: f.refused.Load()}
+	st := Stats{Cuts: f.cuts, Ops: f.ops.Load(), Fsyncs: f.fsyncs.Load(), Refused: f.refused.Load()}
+	if ns := f.lastFsync.Load(); ns != 0 {
+		st.LastFsync = time.Unix(0, ns)
+	}
+	return st
 }
 
 // close unmounts in cleanup and waits for the serve loops of lazily

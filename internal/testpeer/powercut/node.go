@@ -55,6 +55,7 @@ func (n *node) begin() bool {
 		n.mnt.fs.refused.Add(1)
 		return false
 	}
+	n.mnt.fs.ops.Add(1)
 	return true
 }
 
@@ -258,6 +259,7 @@ func (n *node) Fsync(ctx context.Context, f fs.FileHandle, flags uint32) syscall
 	defer n.end()
 	n.in.fsync()
 	n.mnt.fs.fsyncs.Add(1)
+	n.mnt.fs.lastFsync.Store(time.Now().UnixNano())
 	return 0
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The layer through the kernel, with the os package, as the queue uses it.
@@ -495,4 +496,30 @@ func TestMain(m *testing.M) {
 		code = 1
 	}
 	os.Exit(code)
+}
+
+func TestStallMeterArithmetic(t *testing.T) {
+	m := StartStallMeter(t)
+	base := time.Now().Add(time.Hour) // after anything the running meter notes
+	m.mu.Lock()
+	m.stalls = append(m.stalls, stall{base.Add(100 * time.Millisecond), base.Add(400 * time.Millisecond)},
+		stall{base.Add(time.Second), base.Add(1100 * time.Millisecond)})
+	m.mu.Unlock()
+	for _, c := range []struct {
+		from, to      time.Duration
+		stalled, long time.Duration
+	}{
+		{0, 50 * time.Millisecond, 0, 0},
+		{0, 2 * time.Second, 400 * time.Millisecond, 300 * time.Millisecond},
+		{200 * time.Millisecond, 1050 * time.Millisecond, 250 * time.Millisecond, 300 * time.Millisecond},
+		{500 * time.Millisecond, 900 * time.Millisecond, 0, 0},
+	} {
+		from, to := base.Add(c.from), base.Add(c.to)
+		if got := m.Stalled(from, to); got != c.stalled {
+			t.Errorf("Stalled(%v, %v) = %v, want %v", c.from, c.to, got, c.stalled)
+		}
+		if got := m.Longest(from, to); got != c.long {
+			t.Errorf("Longest(%v, %v) = %v, want %v", c.from, c.to, got, c.long)
+		}
+	}
 }
