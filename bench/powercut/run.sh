@@ -15,8 +15,8 @@
 #   bench/powercut/run.sh             30 cuts per mode (about 2 minutes)
 #   RUNS=200 bench/powercut/run.sh    more
 #
-# Needs root, /dev/fuse, mosquitto and mosquitto-clients. A known bug still
-# tolerated by the tests is reported as known_bug=N, with a SKIP line naming it.
+# Needs root, /dev/fuse, mosquitto and mosquitto-clients. A broken promise
+# fails the test; its lines are shown.
 set -eu
 cd "$(dirname "$0")/../.."
 runs="${RUNS:-30}"
@@ -25,7 +25,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 show() {
-  grep -E 'powercut figures|not on the medium:|--- (SKIP|FAIL)|^(ok|FAIL)|powercut_.*test.go:[0-9]+: .*(SKIP|gone|broken|never|reused|came back)' "$1" |
+  grep -E 'powercut figures|--- (SKIP|FAIL)|^(ok|FAIL)|powercut_.*test.go:[0-9]+: .*(SKIP|gone|broken|never|reused|came back)' "$1" |
     sed -e 's/^ *//' -e 's/powercut_fuse_test.go:[0-9]*: //' -e 's/powercut_test.go:[0-9]*: //' || true
 }
 

@@ -38,15 +38,6 @@ const (
 	gwTick = 2 * time.Millisecond
 )
 
-// Known bugs of the gateway that a cut shows, tolerated (counted and
-// skipped with this message) while their fix is on its way. Delete a bug's
-// line once its fix has landed.
-var gwToleratedBugs = map[string]bool{
-	gwBugQueueDir: true, // fixed by branch queue-sd: delete this line once it has landed
-}
-
-const gwBugQueueDir = "queue directory not fsynced into parent; fixed by branch queue-sd"
-
 func gwRuns(t *testing.T, def int) int {
 	t.Helper()
 	s := os.Getenv(gwRunsEnv)
@@ -243,7 +234,7 @@ func (r *pcRig) cut(gw *gatewayProc, p *publishing) (powercut.CutReport, int) {
 
 // gwFigures are the figures of a mode, for the log and bench/powercut.
 type gwFigures struct {
-	cuts, knownBug                 int
+	cuts                           int
 	acked, required, arrived, dups int
 	missing                        int // required and not arrived: a broken promise
 	lost                           int // allowed to be lost (within the window) and lost
@@ -377,9 +368,9 @@ func (f *gwFigures) log(t *testing.T, mode string) {
 		}
 		return (d / time.Duration(f.cuts)).Round(time.Millisecond)
 	}
-	t.Logf("powercut figures: gateway %s: cuts=%d known_bug=%d acked_by_broker=%d required=%d arrived=%d missing=%d "+
+	t.Logf("powercut figures: gateway %s: cuts=%d acked_by_broker=%d required=%d arrived=%d missing=%d "+
 		"lost_within_window=%d max_lost_age=%v sync_window=%v duplicates=%d max_duplicates_per_cut=%d cut_time=%v restart_time=%v",
-		mode, f.cuts, f.knownBug, f.acked, f.required, f.arrived, f.missing, f.lost, f.maxLostAge.Round(time.Millisecond),
+		mode, f.cuts, f.acked, f.required, f.arrived, f.missing, f.lost, f.maxLostAge.Round(time.Millisecond),
 		gwSync, f.dups, f.maxDups, per(f.cutTook), per(f.restart))
 }
 
@@ -460,10 +451,8 @@ func TestGatewayPowerCuts(t *testing.T) {
 			logGwCut(t, run, d, rep, restart, f)
 			proxy.Cut()
 			gw.stop(t)
-			if len(problems) > 0 && gwToleratedBugs[gwBugQueueDir] && !dirKept {
-				fig.knownBug++
-				t.Logf("cut %d: the queue directory is not on the medium: %d of %d required messages lost", run, f.missing, f.required)
-				continue
+			if len(problems) > 0 && !dirKept {
+				problems = append(problems, "the queue directory itself is not on the card: it was never fsynced into its parent")
 			}
 			for _, pr := range problems {
 				t.Error(pr)
@@ -471,9 +460,6 @@ func TestGatewayPowerCuts(t *testing.T) {
 			fig.add(f)
 		}
 		fig.log(t, "fresh")
-		if fig.knownBug > 0 {
-			t.Skipf("%d of %d cuts after a first start lost the whole queue: %s", fig.knownBug, runs, gwBugQueueDir)
-		}
 	})
 
 	// A gateway that has been running: cut after cut at random moments,
