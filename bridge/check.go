@@ -264,6 +264,9 @@ func (c *Config) checkRules(r Reporter) {
 			r.Errorf(path+".strip_prefix", "filter %q does not start with strip_prefix %q: the prefix could not be removed from what it receives", s.Filter, s.StripPrefix)
 		}
 		checkQoS(path+".qos", &s.QoS, r)
+		if s.AcceptRetained {
+			r.Warnf(path+".accept_retained", "retained cloud messages are passed on without their retain flag: a retained command on %s is carried out again after every reconnect", s.Filter)
+		}
 	}
 }
 

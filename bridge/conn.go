@@ -74,7 +74,21 @@ var errShutdown = errors.New("bridge stopping")
 type pahoConn struct {
 	c  mqtt.Client
 	mu sync.Mutex
-	nc net.Conn // the network connection, set by paho's connect goroutine
+	nc net.Conn   // the network connection, set by paho's connect goroutine
+	bc *batchConn // paho's view of it
+}
+
+// congested reports whether the connection's write buffer is so full that
+// the sender should wait (the broker reads slowly), and a channel
+// signalled when there is room again.
+func (p *pahoConn) congested() (bool, <-chan struct{}) {
+	p.mu.Lock()
+	bc := p.bc
+	p.mu.Unlock()
+	if bc == nil {
+		return false, nil
+	}
+	return bc.congested()
 }
 
 func (p *pahoConn) Publish(topic string, qos byte, retain bool, payload []byte) mqtt.Token {
@@ -125,10 +139,11 @@ func (p *pahoConn) open(cfg *Config, tc *tls.Config) mqtt.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
+		bc := newBatchConn(nc, cfg.AckTimeout)
 		p.mu.Lock()
-		p.nc = nc
+		p.nc, p.bc = nc, bc
 		p.mu.Unlock()
-		return newBatchConn(nc, cfg.AckTimeout), nil
+		return bc, nil
 	}
 }
 

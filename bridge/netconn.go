@@ -19,10 +19,12 @@ import (
 // writes whatever has accumulated in one system call: while one write is
 // in progress the next packets gather behind it, and an idle link writes a
 // lone packet at once, so latency does not grow. Write blocks (backpressure)
-// when maxPending bytes wait. A write failure, or one that takes longer
-// than writeTimeout, closes the socket, which paho's reader reports as a
-// lost connection. Close flushes what is pending (paho's DISCONNECT) before
-// it closes the socket.
+// when maxPending bytes wait; the sender asks congested first, and waits
+// for room instead of blocking inside paho. A write failure, or a socket
+// that takes no bytes for writeTimeout (the broker stopped reading: a dead
+// link, as a slow one keeps taking some), closes the socket, which paho's
+// reader reports as a lost connection. Close flushes what is pending
+// (paho's DISCONNECT) before it closes the socket.
 type batchConn struct {
 	net.Conn
 	r            *bufio.Reader
@@ -34,12 +36,22 @@ type batchConn struct {
 	err     error // sticky: the first write failure
 	closing bool
 	done    chan struct{} // the flusher has exited
+	room    chan struct{} // signalled when the flusher takes what is pending
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
-const maxPending = 256 << 10
+const (
+	maxPending = 256 << 10
+	// congestedAt is where the sender stops publishing until the flusher
+	// has taken what waits: half of maxPending, so that paho's writer never
+	// blocks on a full buffer.
+	congestedAt = maxPending / 2
+	// writeChunk is the most one write(2) is given, so that the deadline
+	// measures a socket that takes nothing, not a large write's total time.
+	writeChunk = 64 << 10
+)
 
 func newBatchConn(nc net.Conn, writeTimeout time.Duration) *batchConn {
 	c := &batchConn{
@@ -47,6 +59,7 @@ func newBatchConn(nc net.Conn, writeTimeout time.Duration) *batchConn {
 		r:            bufio.NewReaderSize(nc, 16<<10),
 		writeTimeout: writeTimeout,
 		done:         make(chan struct{}),
+		room:         make(chan struct{}, 1),
 	}
 	c.cond = sync.NewCond(&c.mu)
 	go c.flusher()
@@ -74,6 +87,14 @@ func (c *batchConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// congested reports whether so much waits to be written that the sender
+// should hold back, and a channel signalled when the flusher made room.
+func (c *batchConn) congested() (bool, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending) >= congestedAt && c.err == nil, c.room
+}
+
 // SetWriteDeadline is ignored: paho sets a deadline around each Write, which
 // now only queues; the flusher bounds each real write by writeTimeout.
 func (c *batchConn) SetWriteDeadline(time.Time) error { return nil }
@@ -83,6 +104,12 @@ func (c *batchConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadli
 
 func (c *batchConn) flusher() {
 	defer close(c.done)
+	defer func() {
+		select {
+		case c.room <- struct{}{}: // whoever waits for room finds the error
+		default:
+		}
+	}()
 	var spare []byte
 	for {
 		c.mu.Lock()
@@ -97,9 +124,18 @@ func (c *batchConn) flusher() {
 		c.pending = spare[:0]
 		c.cond.Broadcast() // room for blocked writers
 		c.mu.Unlock()
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
 
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-		_, err := c.Conn.Write(buf)
+		var err error
+		for rest := buf; len(rest) > 0 && err == nil; {
+			n := min(len(rest), writeChunk)
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+			_, err = c.Conn.Write(rest[:n])
+			rest = rest[n:]
+		}
 		if cap(buf) <= maxPending*2 {
 			spare = buf // reuse, unless a huge payload would pin its memory
 		}

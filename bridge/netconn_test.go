@@ -81,3 +81,54 @@ func TestBatchConnStuckWrite(t *testing.T) {
 	}
 	_ = c.Close()
 }
+
+// TestBatchConnSlowReader: a peer that reads slowly but steadily is
+// back-pressure, not a dead link: the write deadline bounds each chunk,
+// not the whole backlog (here several times the deadline). While much
+// waits, congested says so.
+func TestBatchConnSlowReader(t *testing.T) {
+	client, server := tcpPair(t)
+	_ = client.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	_ = server.(*net.TCPConn).SetReadBuffer(16 << 10)
+	const timeout = 300 * time.Millisecond
+	c := newBatchConn(client, timeout)
+	const total = 3 << 19
+	got := make(chan int, 1)
+	go func() {
+		buf := make([]byte, 16<<10)
+		n := 0
+		for n < total {
+			time.Sleep(10 * time.Millisecond) // a slow reader: at most 16 KiB per 10 ms
+			k, err := server.Read(buf)
+			n += k
+			if err != nil {
+				break
+			}
+		}
+		got <- n
+	}()
+	start := time.Now()
+	sawCongested := false
+	chunk := bytes.Repeat([]byte("m"), 1000)
+	for written := 0; written < total; written += len(chunk) {
+		if full, room := c.congested(); full {
+			sawCongested = true
+			<-room
+		}
+		if _, err := c.Write(chunk[:min(len(chunk), total-written)]); err != nil {
+			t.Fatalf("write after %v: %v (a slow reader taken for a dead one)", time.Since(start), err)
+		}
+	}
+	if n := <-got; n != total {
+		t.Fatalf("peer read %d bytes, want %d", n, total)
+	}
+	took := time.Since(start)
+	t.Logf("%d bytes to a slow reader in %v with a write timeout of %v", total, took.Round(time.Millisecond), timeout)
+	if took < 2*timeout {
+		t.Logf("the reader kept up: the test proved less than it should (took %v)", took)
+	}
+	if !sawCongested {
+		t.Error("congested never reported a full buffer")
+	}
+	_ = c.Close()
+}

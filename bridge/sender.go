@@ -58,6 +58,13 @@ type publisher interface {
 	Publish(topic string, qos byte, retain bool, payload []byte) mqtt.Token
 }
 
+// congestible is a connection that can say its write buffer is full (the
+// broker reads slowly): the sender then waits for room instead of
+// blocking in Publish, where it could take no acknowledgements.
+type congestible interface {
+	congested() (bool, <-chan struct{})
+}
+
 // outgoing is the next publish: one record, or a batch.
 type outgoing struct {
 	topic   string
@@ -79,11 +86,12 @@ type sender struct {
 	bat  *batcher
 	fifo []inflight
 
-	pending     []queue.Record // read from the queue, not yet sent
-	readThrough uint64         // Seq of the newest record taken from pending
-	limited     bool           // the window, not the queue or the rate, held the sender back
-	lastAck     uint64         // the highest ackThrough passed to the queue
-	progress    time.Time      // last acknowledgement, or when the window went from empty to busy
+	pending     []queue.Record  // read from the queue, not yet sent
+	readThrough uint64          // Seq of the newest record taken from pending
+	limited     bool            // the window, not the queue or the rate, held the sender back
+	room        <-chan struct{} // set by fill when the connection's write buffer is full
+	lastAck     uint64          // the highest ackThrough passed to the queue
+	progress    time.Time       // last acknowledgement, or when the window went from empty to busy
 
 	// For the debug log of the window: the last round and size logged.
 	loggedAt   time.Time
@@ -146,7 +154,7 @@ func (s *sender) run(stop <-chan struct{}) {
 
 		// What to wait for besides the link and the oldest token.
 		var ready <-chan struct{}
-		if stop != nil && len(s.fifo) < s.win.size() && len(s.pending) == 0 && rateAt.IsZero() {
+		if stop != nil && len(s.fifo) < s.win.size() && len(s.pending) == 0 && rateAt.IsZero() && s.room == nil {
 			ready = b.q.Ready()
 		}
 		var wake <-chan time.Time
@@ -176,6 +184,7 @@ func (s *sender) run(stop <-chan struct{}) {
 			l.kill(fmt.Errorf("no acknowledgement for %v with %d publishes in flight (ack_timeout): link presumed dead", b.cfg.AckTimeout, len(s.fifo)))
 			return
 		case <-ready:
+		case <-s.room:
 		case <-wake:
 		case <-stop:
 			stop = nil
@@ -192,15 +201,23 @@ func (s *sender) run(stop <-chan struct{}) {
 	}
 }
 
-// fill publishes while the window, the rate limit and the queue allow. It
-// returns when the rate limit next allows a publish (zero when it is not
-// what stopped it), and false when the link was killed.
+// fill publishes while the window, the rate limit, the connection's write
+// buffer and the queue allow. It returns when the rate limit next allows a
+// publish (zero when it is not what stopped it), and false when the link
+// was killed. s.room is set when the write buffer is what stopped it.
 func (s *sender) fill(now time.Time) (rateAt time.Time, ok bool) {
-	s.limited = false
+	s.limited, s.room = false, nil
+	cc, _ := s.c.(congestible)
 	for {
 		if len(s.fifo) >= s.win.size() {
 			s.limited = s.haveMore()
 			return time.Time{}, true
+		}
+		if cc != nil {
+			if full, room := cc.congested(); full {
+				s.room = room
+				return time.Time{}, true
+			}
 		}
 		if s.lim != nil {
 			if tok := s.lim.TokensAt(now); tok < 1 {

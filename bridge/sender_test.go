@@ -4,6 +4,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -180,4 +182,50 @@ func TestPumpShutdownWaitsForInflight(t *testing.T) {
 	if l.isDead() || q.Stats().Acked != 4 {
 		t.Errorf("dead %v, acked %d; want the window acknowledged before the pump returned", l.isDead(), q.Stats().Acked)
 	}
+}
+
+// congestedConn is a fakeConn whose write buffer the test fills.
+type congestedConn struct {
+	*fakeConn
+	full atomic.Bool
+	room chan struct{}
+}
+
+func (c *congestedConn) congested() (bool, <-chan struct{}) { return c.full.Load(), c.room }
+
+// TestPumpWaitsForRoom: while the connection's write buffer is full (a
+// broker that reads slowly) the sender publishes nothing more, but goes on
+// taking acknowledgements; when there is room it carries on.
+func TestPumpWaitsForRoom(t *testing.T) {
+	b, q := memBridge(t, nil)
+	fill(t, q, 100)
+	var toks []*fakeToken
+	var mu sync.Mutex
+	c := &congestedConn{room: make(chan struct{}, 1)}
+	c.fakeConn = &fakeConn{onPublish: func(i int, _ queue.Record, tok *fakeToken) {
+		mu.Lock()
+		toks = append(toks, tok)
+		mu.Unlock()
+		if i == 9 {
+			c.full.Store(true) // the buffer fills after ten publishes
+		}
+	}}
+	_, stop := runPump(b, c)
+	defer stop()
+	waitFor(t, 5*time.Second, "ten publishes", func() bool { return len(c.published()) == 10 })
+	mu.Lock()
+	for _, tok := range toks {
+		tok.complete(nil)
+	}
+	mu.Unlock()
+	waitFor(t, 5*time.Second, "the ten acknowledged", func() bool { return q.Stats().Acked == 10 })
+	if n := len(c.published()); n != 10 {
+		t.Fatalf("%d publishes while the write buffer was full, want 10", n)
+	}
+	c.fakeConn.mu.Lock()
+	c.fakeConn.onPublish = nil // acknowledge the rest at once
+	c.fakeConn.mu.Unlock()
+	c.full.Store(false)
+	c.room <- struct{}{}
+	waitFor(t, 5*time.Second, "the rest", func() bool { return q.Stats().PendingRecords == 0 })
 }
