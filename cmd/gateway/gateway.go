@@ -14,6 +14,7 @@ import (
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
 	"github.com/fieldbridge/fieldbridge/internal/config"
+	"github.com/fieldbridge/fieldbridge/internal/httpapi"
 	"github.com/fieldbridge/fieldbridge/internal/publisher"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 	"github.com/fieldbridge/fieldbridge/localbroker"
@@ -28,6 +29,8 @@ type gateway struct {
 	sim      *simulator.Simulator
 	adapters []adapters.Adapter
 	pub      *publisher.Publisher
+	bridge   *bridge.Bridge
+	http     *httpapi.Server
 	wg       sync.WaitGroup
 
 	// The bridge has its own context: it stops after the broker, so that
@@ -73,11 +76,15 @@ func startGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) (g 
 	}
 	points := adapters.Number(g.adapters)
 	g.pub = publisher.New(g.broker, points, log.With("component", "publisher"))
+	sink, err := g.startHTTP(cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	for _, a := range g.adapters {
 		g.wg.Add(1)
 		go func() {
 			defer g.wg.Done()
-			supervise(ctx, log, func(ctx context.Context) error { return a.Run(ctx, g.pub) })
+			supervise(ctx, log, func(ctx context.Context) error { return a.Run(ctx, sink) })
 		}()
 	}
 	log.Info("gateway running", "gateway", cfg.Gateway.ID, "adapters", len(g.adapters), "points", len(points), "broker", g.broker.Addr())
@@ -92,6 +99,7 @@ func (g *gateway) startBridge(cfg bridge.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	g.bridge = b
 	ctx, cancel := context.WithCancel(context.Background())
 	g.stopBridge, g.bridgeDone = cancel, make(chan struct{})
 	go func() {
@@ -117,6 +125,9 @@ func (g *gateway) wait(ctx context.Context) {
 }
 
 func (g *gateway) stopServices() {
+	if g.http != nil {
+		_ = g.http.Close()
+	}
 	if g.broker != nil {
 		_ = g.broker.Close()
 	}
