@@ -4,6 +4,9 @@
 //	gateway run --config FILE     run until SIGINT/SIGTERM (the default)
 //	gateway check --config FILE   validate the config and print the poll plan
 //	gateway simulate [--listen]   run the built-in Modbus TCP device simulator
+//	gateway probe ...             read a register block every way, or --scan for unit ids
+//	gateway read --config FILE    poll the configured points once and print them
+//	gateway ports                 list serial ports (USB ids, /dev/serial/by-id names)
 //	gateway version               print the version
 package main
 
@@ -49,6 +52,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args, stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args, stderr)
+	case "probe":
+		return cmdProbe(args, stdout, stderr)
+	case "read":
+		return cmdRead(args, stdout, stderr)
+	case "ports":
+		return cmdPorts(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -68,6 +77,9 @@ commands:
   run       run the gateway until SIGINT/SIGTERM (default)
   check     validate the config and print the poll plan, without touching devices
   simulate  run the built-in Modbus TCP device simulator (the demo's device)
+  probe     read a register block and show every type and byte order; --scan finds unit ids
+  read      poll the configured points once and print them (no broker, no bridge)
+  ports     list serial ports with USB ids and /dev/serial/by-id names
   version   print the version
 
 Run 'gateway <command> -h' for the command's flags.
