@@ -40,6 +40,9 @@ func (a *Adapter) ReadOnce(ctx context.Context, want func(*adapters.Point) bool)
 			}
 			for j := range q.reads {
 				r := &q.reads[j]
+				if want != nil && !want(r.point) {
+					continue
+				}
 				rd := adapters.Reading{Point: r.point, Source: r.source(d, q)}
 				if rerr != nil {
 					rd.Err = rerr
