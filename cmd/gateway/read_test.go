@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,8 @@ func readDevice(t *testing.T) *testpeer.Device {
 				0: 0x4365, 1: 0xCCCD, // 229.8
 				2: 0xCCCD, 3: 0x4365, // 229.8, CDAB
 				4: 0x0001, 5: 0xE240, // 123456 × 0.01
-				6: 0xFF33, // -20.5
-				7: 0x0008, // bit 3
+				6:  0xFF33,                         // -20.5
+				7:  0x0008,                         // bit 3
 				10: 0x4142, 11: 0x4344, 12: 0x2000, // "ABCD "
 			},
 			Input:    map[uint16]uint16{0: 0x0004, 1: 0x0003, 2: 0x0002, 3: 0x0001},
@@ -39,7 +40,7 @@ func TestReadGolden(t *testing.T) {
 	config := filepath.Join("testdata", "read", "plant.yaml")
 	golden := filepath.Join("testdata", "read", "plant.golden")
 	code, out, errOut := runCmd(t, "read", "--config", config)
-	got := "exit " + string(rune('0'+code)) + "\n" + out
+	got := fmt.Sprintf("exit %d\n%s", code, out)
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
