@@ -196,8 +196,8 @@ func rowOf(t *testing.T, want []map[string]string, addr string) int {
 	return -1
 }
 
-func runCmd(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
+func runCmd(tb testing.TB, args ...string) (int, string, string) {
+	tb.Helper()
 	var stdout, stderr bytes.Buffer
 	code := run(args, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
