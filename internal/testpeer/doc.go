@@ -14,6 +14,8 @@
 //   - Subscribe, Publish, PublishLines: mosquitto_sub and mosquitto_pub as
 //     local MQTT clients.
 //   - StartProxy: a TCP proxy that cuts or blackholes a link.
+//   - StartChromium: Debian's headless chromium, to load a page the way a
+//     browser builds it (DumpDOM) and to draw it (Screenshot).
 //
 // It is meant for _test.go files only. Every helper takes the test, uses
 // 127.0.0.1 and free ports, stops what it started in t.Cleanup (by pid,
