@@ -250,6 +250,12 @@ func TestHTTPAcrossReload(t *testing.T) {
 		m = scrape(t, base)
 		return m["fieldbridge_bridge_connected"] == 1 && m["fieldbridge_bridge_acked_total"] > acked
 	})
+	if m["fieldbridge_bridge_window"] < 1 || m["fieldbridge_bridge_round_trip_seconds"] <= 0 {
+		t.Errorf("bridge window %v, round trip %v s", m["fieldbridge_bridge_window"], m["fieldbridge_bridge_round_trip_seconds"])
+	}
+	if _, ok := m["fieldbridge_bridge_batches_total"]; !ok {
+		t.Error("no fieldbridge_bridge_batches_total")
+	}
 	close(stop)
 	scraper.Wait()
 	for _, p := range problems {

@@ -19,6 +19,7 @@ var pageHTML string
 // a layout that wraps rather than scrolls sideways on a phone.
 var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"dur": humanSeconds,
+	"ms":  millis,
 	"ago": func(now time.Time, t *time.Time) string { return humanSeconds(now.Sub(*t).Seconds()) },
 	"val": valueText,
 }).Parse(pageHTML))
@@ -55,6 +56,17 @@ func valueText(v json.RawMessage) string {
 		}
 	}
 	return string(v)
+}
+
+// millis renders a round trip: "0.4 ms", "38 ms", "1.2 s".
+func millis(sec float64) string {
+	switch ms := sec * 1000; {
+	case ms < 10:
+		return fmt.Sprintf("%.1f ms", ms)
+	case ms < 1000:
+		return fmt.Sprintf("%.0f ms", ms)
+	}
+	return fmt.Sprintf("%.1f s", sec)
 }
 
 // humanSeconds renders an age or uptime: "0.4 s", "12 s", "3 min", "5 h", "2 d".

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -132,7 +133,7 @@ func TestReadinessAcrossReload(t *testing.T) {
 }
 
 // TestMetricsFollowTheSource: a bus removed by a reload leaves no series;
-// a restarted one shows its new counters.
+// a restarted one shows its new counters; the bridge's window metrics.
 func TestMetricsFollowTheSource(t *testing.T) {
 	steady, steadyA := newBus("steady", testDevice("boiler", "temp"))
 	line, _ := newBus("line", testDevice("meter", "power"), testDevice("drive", "speed"))
@@ -153,11 +154,24 @@ func TestMetricsFollowTheSource(t *testing.T) {
 		`fieldbridge_device_up{adapter="bus",device="drive"} 0`,
 		`fieldbridge_modbus_requests_total{adapter="bus",device="boiler",result="ok"} 7`,
 		"fieldbridge_bridge_connected 1\n",
+		"fieldbridge_bridge_window 48\n",
+		"fieldbridge_bridge_round_trip_seconds 0.035\n",
+		"fieldbridge_bridge_batches_total 3\n",
+		"fieldbridge_bridge_batch_oversize_total 1\n",
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("before the reload: no %q in\n%s", want, m)
 		}
 	}
+	rec := httptest.NewRecorder()
+	s.handlePage(rec, httptest.NewRequest("GET", "/", nil))
+	if page := rec.Body.String(); !strings.Contains(page, "in flight 0 of 48") || !strings.Contains(page, "round trip 35 ms") {
+		t.Errorf("the page does not show the window and the round trip:\n%s", between(page, `id="bridge"`, "</div>"))
+	}
+	if st := s.status(""); st.Bridge == nil || st.Bridge.Window != 48 || st.Bridge.RoundTripSeconds != 0.035 {
+		t.Errorf("status bridge: %+v", st.Bridge)
+	}
+
 	// The reload: drive removed, line restarted, the bridge removed.
 	restarted, _ := newBus("line", testDevice("meter", "power"))
 	restarted.Recorder.Inherit(line.Recorder)
@@ -291,4 +305,22 @@ func TestReconfigureListener(t *testing.T) {
 	if err := s.Reconfigure(checkedConfig(t, Config{Listen: str(first)}), "gw2"); err != nil || !answers("http://"+first+"/readyz") {
 		t.Fatalf("turned on again: %v", err)
 	}
+}
+
+func TestMillis(t *testing.T) {
+	for sec, want := range map[float64]string{0.0004: "0.4 ms", 0.035: "35 ms", 1.25: "1.2 s"} {
+		if got := millis(sec); got != want {
+			t.Errorf("millis(%v) = %q, want %q", sec, got, want)
+		}
+	}
+}
+
+// between returns the text after the first from up to the next to.
+func between(s, from, to string) string {
+	_, after, ok := strings.Cut(s, from)
+	if !ok {
+		return ""
+	}
+	in, _, _ := strings.Cut(after, to)
+	return in
 }

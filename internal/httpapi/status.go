@@ -69,6 +69,11 @@ type BridgeView struct {
 	// OldestAgeSeconds: see oldestTracker.
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 	InFlight         int     `json:"in_flight"`
+	// Window is how many publishes may be in flight now (inflight: auto
+	// sizes it to the link); RoundTripSeconds the shortest recent time
+	// from a publish to its acknowledgement (0 before the first).
+	Window           int     `json:"window"`
+	RoundTripSeconds float64 `json:"round_trip_seconds"`
 	Forwarded        uint64  `json:"forwarded"`
 	Acked            uint64  `json:"acked"`
 	Reconnects       uint64  `json:"reconnects"`
@@ -172,7 +177,8 @@ func (s *Server) status(device string) Status {
 		st.Bridge = &BridgeView{
 			Connected: bs.Connected, Upstream: bs.Upstream, Backlog: bs.Pending, QueueBytes: bs.Queue.Bytes,
 			OldestAgeSeconds: s.oldest.observe(bs.Pending, now).Seconds(),
-			InFlight:         bs.InFlight, Forwarded: bs.Forwarded, Acked: bs.Acked, Reconnects: bs.Reconnects,
+			InFlight:         bs.InFlight, Window: bs.Window, RoundTripSeconds: bs.RoundTrip.Seconds(),
+			Forwarded: bs.Forwarded, Acked: bs.Acked, Reconnects: bs.Reconnects,
 			Dropped: dropped(bs),
 		}
 	}
