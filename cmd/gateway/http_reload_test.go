@@ -24,7 +24,7 @@ import (
 type httpReloadConfig struct {
 	dataDir, broker, http, device, cloud string
 	lineInterval, prefix                 string
-	drive                                bool
+	drive, ghost                         bool
 }
 
 func (c httpReloadConfig) String() string {
@@ -36,6 +36,14 @@ func (c httpReloadConfig) String() string {
         interval: 100ms
         points: [{name: speed, table: holding, address: 0}]`
 	}
+	ghost := ""
+	if c.ghost {
+		ghost = `
+      - name: ghost
+        unit: 9
+        interval: 1s
+        points: [{name: x, table: holding, address: 0}]`
+	}
 	return fmt.Sprintf(`gateway: {id: it, data_dir: %s}
 broker: {listen: %q}
 http: {listen: %q}
@@ -44,7 +52,7 @@ adapters:
     type: modbus
     transport: tcp
     address: %s
-    timeout: 500ms
+    timeout: 2s
     devices:
       - name: boiler
         unit: 1
@@ -55,8 +63,8 @@ adapters:
     type: modbus
     transport: tcp
     address: %s
-    timeout: 500ms
-    devices:
+    timeout: 2s
+    devices:%s
       - name: meter
         unit: 2
         interval: %s
@@ -68,14 +76,14 @@ bridge:
   backoff_initial: 50ms
   backoff_max: 200ms
   forward: [{filter: "it/boiler/#", prefix: %q, qos: 1}]
-`, c.dataDir, c.broker, c.http, c.device, c.device, c.lineInterval, drive, c.cloud, c.prefix)
+`, c.dataDir, c.broker, c.http, c.device, c.device, ghost, c.lineInterval, drive, c.cloud, c.prefix)
 }
 
 // TestHTTPAcrossReload: the status page, the metrics and readiness keep
 // working across a real SIGHUP reload that restarts one of two buses,
-// removes a device and changes a forward rule, while they are scraped all
+// removes a device, adds a dead one and changes a forward rule, while they are scraped all
 // along: every scrape answers, the gateway stays ready, the device of the
-// restarted bus never shows down, the untouched bus's counters never go
+// restarted bus never shows "unknown", the untouched bus's counters never go
 // back, the restarted bus feeds the page and the metrics, the removed
 // device leaves them, and the bridge's metrics carry on. A second reload
 // moves the HTTP side to another address.
@@ -85,7 +93,7 @@ func TestHTTPAcrossReload(t *testing.T) {
 	}
 	dev := testpeer.StartTCP(t, testpeer.DeviceSpec{Units: map[byte]testpeer.UnitSpec{
 		1: {Holding: map[uint16]uint16{0: 70}}, 2: {Holding: map[uint16]uint16{0: 5}}, 3: {Holding: map[uint16]uint16{0: 1500}},
-	}})
+	}, Silent: []byte{9}})
 	cloudBroker := testpeer.StartMosquitto(t, testpeer.MosquittoOptions{})
 	cloud := testpeer.Subscribe(t, testpeer.SubOptions{Addr: cloudBroker.Addr(), Filter: "b/#", QoS: 1})
 	dir := t.TempDir()
@@ -190,15 +198,26 @@ func TestHTTPAcrossReload(t *testing.T) {
 				problem("the untouched bus's ok requests went back from %v to %v", lastBoiler, m[boilerOK])
 			}
 			lastBoiler = m[boilerOK]
-			if up, ok := m[meterUp]; !ok || up != 1 {
-				problem("%s = %v (present %v): the restarted bus's device shown down", meterUp, up, ok)
+			if _, ok := m[meterUp]; !ok {
+				problem("no %s", meterUp)
 			}
 			if code, body := fetch("/readyz"); code != http.StatusOK {
 				problem("/readyz: %d %s", code, body)
 			}
-			code, body = fetch("/api/status")
-			if code != http.StatusOK || !json.Valid([]byte(body)) {
+			// A restarted bus's device is never "unknown" (never polled):
+			// it shows its predecessor's state until its own first poll.
+			// (Offline would be a real answer, e.g. a timeout on a busy
+			// machine; unknown is a recorder that forgot.)
+			var st struct {
+				Buses []struct {
+					Devices []struct{ Name, State string }
+				}
+			}
+			code, body = fetch("/api/status?device=meter")
+			if code != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || len(st.Buses) != 1 || len(st.Buses[0].Devices) != 1 {
 				problem("/api/status: %d %q", code, body)
+			} else if state := st.Buses[0].Devices[0].State; state == "unknown" {
+				problem("the restarted bus's device shown %s", state)
 			}
 			if code, _ := fetch("/"); code != http.StatusOK {
 				problem("/: %d", code)
@@ -212,10 +231,14 @@ func TestHTTPAcrossReload(t *testing.T) {
 	waitFor(t, 10*time.Second, "scrapes before the reload", func() bool { return scrapesSoFar() >= 3 })
 
 	steady, line := g.currentBuses()[0], g.currentBuses()[1]
-	cfg.drive, cfg.lineInterval, cfg.prefix = false, "150ms", "b/"
+	// The reload removes the drive and adds a silent device ahead of the
+	// meter: the restarted bus's first request waits out the timeout, so
+	// for that long the meter shows only what the old bus had read.
+	cfg.drive, cfg.ghost, cfg.lineInterval, cfg.prefix = false, true, "150ms", "b/"
 	write(cfg)
+	reloaded := time.Now()
 	reload(1)
-	if buses := g.currentBuses(); len(buses) != 2 || buses[0] != steady || buses[1] == line {
+	if buses := g.currentBuses(); len(buses) != 2 || buses[0] != steady || buses[1] == line || len(buses[1].a.Devices()) != 2 {
 		t.Fatalf("the reload did not restart exactly the line bus: %v", buses)
 	}
 	before := scrapesSoFar()
@@ -239,9 +262,11 @@ func TestHTTPAcrossReload(t *testing.T) {
 	if _, body := get(t, base+"/api/status"); strings.Contains(body, `"drive"`) {
 		t.Errorf("the removed device is still in /api/status:\n%s", body)
 	}
-	if age := m[`fieldbridge_point_age_seconds{device="meter"}`]; age > 1 {
-		t.Errorf("the meter's stalest value is %v s old: the restarted bus does not feed the recorder", age)
-	}
+	// The meter's stalest value is younger than the reload: read by the
+	// restarted bus.
+	waitFor(t, 10*time.Second, "the meter's point age counting from a reading after the reload", func() bool {
+		return scrape(t, base)[`fieldbridge_point_age_seconds{device="meter"}`] < time.Since(reloaded).Seconds()
+	})
 	// The bridge was reconfigured in place: its metrics go on from the
 	// same counters, and what it forwards now goes under the new prefix.
 	acked := m["fieldbridge_bridge_acked_total"]
