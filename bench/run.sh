@@ -2,8 +2,9 @@
 # Prints the gateway's performance figures. Nothing here asserts a budget:
 # compare the numbers with the budgets in the README / issue notes.
 #
-#   bench/run.sh            everything (about 3 minutes; needs python3-pymodbus,
-#                           mosquitto and mosquitto-clients for the end-to-end runs)
+#   bench/run.sh            everything (about 4 minutes; needs python3-pymodbus,
+#                           mosquitto and mosquitto-clients for the end-to-end runs,
+#                           root and /dev/fuse for the power cuts)
 #
 # Run on an otherwise idle machine: CPU figures are process CPU time, but a
 # loaded machine inflates them.
@@ -46,8 +47,11 @@ go test ./cmd/gateway -run '^$' -bench Scan247 -benchtime 1x | grep ^Benchmark
 echo "== modbus transports and planner"
 go test ./adapters/modbus/transport -run '^$' -bench . -benchtime 2s | grep ^Benchmark
 
-echo "== queue: append, drain, write amplification (bench/queue/run.sh)"
+echo "== queue: append, drain, write amplification, SD-card wear link up/down (bench/queue/run.sh)"
 COUNT=1 bench/queue/run.sh | grep ^Benchmark
 
 echo "== cloud bridge: drain after an outage and kill -9, side by side with mosquitto's bridge; RSS during an outage"
 bench/bridge/run.sh
+
+echo "== power cuts: queue and gateway on a file system that keeps only what was fsynced (bench/powercut/run.sh)"
+RUNS=10 bench/powercut/run.sh

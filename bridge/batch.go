@@ -49,7 +49,7 @@ type openBatch struct {
 	n     int
 	first uint64    // Seq of its first record
 	last  uint64    // and of its newest
-	due   time.Time // when its first record has waited max_delay
+	due   time.Time // max_delay after it was opened
 }
 
 // batcher holds the open batches of one connection, one per batching rule.
@@ -100,7 +100,7 @@ type batchMsg struct {
 // closed: the open batch when rec did not fit (rec then starts the next) or
 // when rec filled it. oversize reports a record that fits no batch: the
 // caller sends it on its own.
-func (b *batcher) add(i int, rec *queue.Record) (out *batchMsg, oversize bool) {
+func (b *batcher) add(i int, rec *queue.Record, now time.Time) (out *batchMsg, oversize bool) {
 	r := &b.rules[i]
 	b.scratch = appendBatchRecord(b.scratch[:0], rec)
 	limit := int(r.cfg.MaxBytes)
@@ -113,7 +113,10 @@ func (b *batcher) add(i int, rec *queue.Record) (out *batchMsg, oversize bool) {
 		ob = nil
 	}
 	if ob == nil {
-		ob = &openBatch{buf: append(make([]byte, 0, min(limit, 64<<10)), batchHead...), first: rec.Seq, due: rec.Time.Add(*r.cfg.MaxDelay)}
+		// The clock starts when the batch opens, not when its first record
+		// was queued: draining a backlog, the records are old, and the
+		// batches must fill all the same.
+		ob = &openBatch{buf: append(make([]byte, 0, min(limit, 64<<10)), batchHead...), first: rec.Seq, due: now.Add(*r.cfg.MaxDelay)}
 		b.open[i] = ob
 	} else {
 		ob.buf = append(ob.buf, ',')
@@ -135,8 +138,8 @@ func (b *batcher) close(i int) *batchMsg {
 	return &batchMsg{topic: r.cfg.Topic, qos: r.qos, payload: append(ob.buf, batchTail...), records: ob.n, last: ob.last}
 }
 
-// due closes and returns the first open batch, in rule order, whose oldest
-// record has waited max_delay by now; nil when none has.
+// due closes and returns the first open batch, in rule order, that has been
+// open for max_delay by now; nil when none has.
 func (b *batcher) due(now time.Time) *batchMsg {
 	for i, ob := range b.open {
 		if ob != nil && !now.Before(ob.due) {
@@ -178,11 +181,12 @@ func appendBatchRecord(dst []byte, rec *queue.Record) []byte {
 	dst = rec.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, '"')
 	p := rec.Payload
+	text := utf8.Valid(p)
 	switch {
-	case len(p) > 0 && json.Valid(p):
+	case len(p) > 0 && text && json.Valid(p): // UTF-8 too: Go's json.Valid does not check it
 		dst = append(dst, `,"payload":`...)
 		dst = append(dst, p...)
-	case utf8.Valid(p):
+	case text:
 		dst = append(dst, `,"text":`...)
 		dst = appendJSONString(dst, string(p))
 	default:

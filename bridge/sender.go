@@ -260,7 +260,7 @@ func (s *sender) next(now time.Time) (outgoing, bool, error) {
 		s.pending = s.pending[1:]
 		s.readThrough = rec.Seq
 		if i := s.bat.ruleFor(&rec); i >= 0 {
-			m, oversize := s.bat.add(i, &rec)
+			m, oversize := s.bat.add(i, &rec, now)
 			if oversize {
 				s.b.st.batchOversize.Add(1)
 				s.b.log.Warn("record too large for a batch, sent on its own", "topic", rec.Topic, "payload_bytes", len(rec.Payload), "max_bytes", s.bat.rules[i].cfg.MaxBytes)

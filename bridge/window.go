@@ -17,34 +17,34 @@ import (
 //
 //   - it measures the round trip (RTprop: the smallest time from PUBLISH
 //     to PUBACK, over the last rtpropWindow) and the delivery rate
-//     (BtlBw: acknowledgements per second over the last bwRounds round
-//     trips, the maximum, where a round trip is the time until the
-//     publish that was the newest at the start of the round is
-//     acknowledged), so their product is what the path holds (its
-//     bandwidth-delay product, BDP);
-//   - the window is windowGain × BDP: twice what the path holds, so that
-//     the link runs full and a path that gets faster is noticed (the rate
-//     can double before the window binds again); never below windowFloor
-//     nor above max_inflight;
-//   - it starts at windowInitial and grows by one per acknowledgement
-//     (doubling per round trip) while the window is what holds the sender
-//     back, until the delivery rate stops growing (three rounds without
-//     +25 %): then the broker, the path or a quota is the bottleneck and
-//     the window follows 2 × BDP, shrinking as well as growing;
+//     (BtlBw: acknowledgements per second, the maximum over the last
+//     bwRounds round trips, where a round trip ends when the publish that
+//     was the newest at its start is acknowledged), so that their product
+//     is what the path holds: its bandwidth-delay product, BDP;
+//   - it starts at windowInitial and, while the window is what holds the
+//     sender back, grows by one per acknowledgement — doubling per round
+//     trip, as TCP's slow start — up to startupGain × BDP, until the
+//     delivery rate stops growing (three rounds without +25 %): then the
+//     broker, the path or a quota is the bottleneck;
+//   - from then on the window is windowGain × BDP: twice what the path
+//     holds, so that the link runs full and a path that gets faster is
+//     noticed (the rate can double before the window binds again), never
+//     below windowFloor nor above max_inflight; it shrinks as well as grows;
 //   - a broker that accepts only so many unacknowledged messages and then
 //     stops reading (AWS IoT Core: 100) shows as a delivery rate that does
-//     not grow: the window settles at about twice what it takes, the rest
-//     waiting in our queue instead of in socket buffers;
+//     not grow: the window settles at about twice what that rate needs,
+//     and the rest waits in our queue instead of in socket buffers;
 //   - every rtpropWindow without a new minimum round trip (the path may
 //     have become slower, or the window's own queue hides the minimum) it
 //     probes: half a BDP in flight for about two round trips, enough to
 //     drain any queue it built, then takes the smallest round trip seen as
-//     the new RTprop;
-//   - only acknowledgements of publishes sent while the window was full
-//     (or faster than the current estimate) lower nothing: a bridge that
-//     carries a trickle of live data keeps the estimate it had when a
-//     backlog last tested the link, and starts the next backlog at full
-//     speed.
+//     the new RTprop; when the window did not bind meanwhile, nothing of
+//     ours queued, and the smallest round trip seen is taken without a
+//     probe;
+//   - acknowledgements of publishes sent while the sender had nothing more
+//     to send (a trickle of live data) or was held by max_rate do not lower
+//     the rate estimate: the bridge keeps what it learnt when a backlog
+//     last tested the link, and drains the next backlog at full speed.
 //
 // QoS 0 publishes complete when written, without a round trip: they take
 // a slot while paho holds them, but never feed the estimates.

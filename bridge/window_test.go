@@ -129,17 +129,17 @@ func constDelay(d time.Duration) func(time.Duration) time.Duration {
 func TestWindowFillsTheLink(t *testing.T) {
 	for _, rtt := range []time.Duration{200 * time.Microsecond, 20 * time.Millisecond, 100 * time.Millisecond, 300 * time.Millisecond} {
 		t.Run(fmt.Sprint(rtt), func(t *testing.T) {
-			const capacity = 40000
+			const capacity = 15000
 			l := &simLink{oneWay: constDelay(rtt / 2), capacity: capacity}
 			c := newWindowCtl(0, 65535, time.Unix(1_700_000_000, 0))
 			var late simResult
-			simulate(c, l, 0, 20*time.Second, nil)
-			// Measure the steady state over the next 20 s.
+			simulate(c, l, 0, 10*time.Second, nil)
+			// Measure the steady state over the next 10 s.
 			before := len(l.done)
-			r := simulate(c, l, 0, 40*time.Second, nil)
+			r := simulate(c, l, 0, 20*time.Second, nil)
 			late.delivered = len(l.done) - before
 			r.delivered = late.delivered
-			r.elapsed = 20 * time.Second
+			r.elapsed = 10 * time.Second
 			bdp := capacity * rtt.Seconds()
 			t.Logf("rtt %v: %.0f msg/s of %d, window max %d end %d (BDP %.0f)", rtt, r.rate(), capacity, r.maxW, r.endW, bdp)
 			if r.rate() < 0.9*capacity {
@@ -178,7 +178,7 @@ func TestWindowBrokerLimit(t *testing.T) {
 // change), the window grows to the new BDP within seconds; when it falls
 // back, the window shrinks.
 func TestWindowFollowsThePath(t *testing.T) {
-	const capacity = 20000
+	const capacity = 8000
 	slow := func(at time.Duration) time.Duration {
 		if at >= 20*time.Second && at < 60*time.Second {
 			return 75 * time.Millisecond

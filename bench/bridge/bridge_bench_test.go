@@ -248,14 +248,22 @@ broker: {listen: "%s"}
 bridge:
   upstreams: [{url: "tcp://%s"}]
   keepalive: 5s
-  inflight: %d
+  inflight: %s
   backoff_initial: 50ms
   backoff_max: 100ms
   forward: [{filter: "bench/#", prefix: "%s"}]
   buffer: {max_bytes: 2GiB}
-`, filepath.Join(dir, "data"), local, upstream, inflight, prefix), 0o644)
+`, filepath.Join(dir, "data"), local, upstream, inflightText(inflight), prefix), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// inflightText is the inflight setting: a number, or auto for 0.
+func inflightText(n int) string {
+	if n == 0 {
+		return "auto"
+	}
+	return strconv.Itoa(n)
 }

@@ -7,17 +7,22 @@ import (
 	"time"
 )
 
-// Append adds the batch to the log, all or nothing. It numbers the records
-// (writing Seq, and Time when it was zero, back into recs) and hands them to
-// the kernel in one write(2) before it returns; they reach the medium with
-// the next group commit, or before Append returns when SyncInterval is 0.
+// Append adds the batch to the log, all or nothing, and numbers its records
+// (writing Seq, and Time when it was zero, back into recs). The records are
+// readable with Next at once. With SyncInterval > 0 they are staged in
+// memory and the group commit writes them, at most SyncInterval after
+// Append, unless they have been acknowledged by then: a record the cloud
+// acknowledges within the sync window never touches the disk. With
+// SyncInterval 0 Append writes and fsyncs the batch before it returns.
 //
 // After Append returns, recs[i].Seq != 0 exactly when the record is in the
 // log. Errors wrap ErrFull (quota), ErrInvalidRecord, ErrClosed or the cause
-// of a failed write (ENOSPC, EIO); after a failed write the log is as before
-// and the next Append tries again, so a full disk heals by itself once space
-// returns. With SyncInterval 0 an fsync failure is reported although the
-// records were appended (their Seq is set): do not append them again.
+// of a failed write (ENOSPC, EIO): a write that Append has to do itself,
+// with SyncInterval 0 or when the staged records exceed StagingBytes. After
+// a failed write the log is as before and the next Append tries again, so a
+// full disk heals by itself once space returns. With SyncInterval 0 an
+// fsync failure is reported although the records were appended (their Seq
+// is set): do not append them again.
 func (q *Queue) Append(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -33,21 +38,37 @@ func (q *Queue) Append(recs []Record) error {
 	if q.isClosed() {
 		return ErrClosed
 	}
+	if q.opts.SyncInterval > 0 {
+		// Bound the memory: write out what is staged before staging more.
+		// While nothing is being acknowledged (an outage, a backlog), the
+		// records are bound for the disk anyway: write them in small
+		// chunks, which stay in the CPU cache between Append and write(2).
+		limit := q.opts.StagingBytes
+		q.mu.Lock()
+		live := q.stg.live
+		if q.lastAck == 0 || q.now()-q.lastAck > int64(q.opts.SyncInterval) {
+			limit = min(limit, idleStagingBytes)
+		}
+		q.mu.Unlock()
+		if live > 0 && live+size > limit {
+			if err := q.spill(false); err != nil {
+				return err
+			}
+			q.kickFlusher()
+		}
+	}
 	if err := q.makeRoom(size, n); err != nil {
 		return err
 	}
 	if err := q.reserve(n); err != nil {
 		return q.writeFailed(err)
 	}
-	s, err := q.writable(size)
-	if err != nil {
-		return q.writeFailed(err)
-	}
 
 	now := time.Now()
+	at := q.now()
 	first := q.nextSeq
 	var newest int64
-	buf := q.wbuf[:0]
+	buf, offs := q.wbuf[:0], q.woffs[:0]
 	for i := range recs {
 		t := recs[i].Time
 		if t.IsZero() {
@@ -55,32 +76,31 @@ func (q *Queue) Append(recs []Record) error {
 		}
 		ns := t.UnixNano()
 		newest = max(newest, ns)
+		offs = append(offs, len(buf))
 		buf = appendRecordFrame(buf, &recs[i], first+uint64(i), ns)
 	}
 	if cap(buf) <= 1<<20 {
-		q.wbuf = buf // reuse, unless one huge batch would pin its memory
+		q.wbuf, q.woffs = buf, offs // reuse, unless one huge batch would pin its memory
 	} else {
-		q.wbuf = nil
-	}
-	// The writer alone changes s.size, so it may read it without mu.
-	if _, err := s.f.WriteAt(buf, s.size); err != nil {
-		q.undoWrite(s)
-		return q.writeFailed(fmt.Errorf("queue: append %d records to segment %s: %w", n, s.name(), err))
+		q.wbuf, q.woffs = nil, nil
 	}
 
-	q.mu.Lock()
-	s.size += int64(len(buf))
-	if s.count == 0 {
-		s.first = first
+	if q.opts.SyncInterval == 0 {
+		// sync: always: write and fsync before returning, as one batch.
+		if err := q.writeFrames(buf, first, first+n-1, newest, at, false, true); err != nil {
+			return err
+		}
+	} else {
+		q.mu.Lock()
+		wasIdle := q.stg.liveCount() == 0
+		q.stg.add(buf, offs, first, at, newest)
+		q.lastSeq = first + n - 1
+		q.st.Appended += n
+		if wasIdle && (q.armed == 0 || q.armed > at+int64(q.opts.SyncInterval)) {
+			signal(q.kick) // a new commit deadline
+		}
+		q.mu.Unlock()
 	}
-	s.count += n
-	s.last = first + n - 1
-	s.lastTime = max(s.lastTime, newest)
-	q.lastSeq = s.last
-	q.used += int64(len(buf))
-	q.st.BytesWritten += uint64(len(buf))
-	q.st.Appended += n
-	q.mu.Unlock()
 
 	q.nextSeq += n
 	for i := range recs {
@@ -91,13 +111,10 @@ func (q *Queue) Append(recs []Record) error {
 	}
 	signal(q.ready)
 	if q.opts.SyncInterval == 0 {
-		if err := q.sync(); err != nil {
+		if err := q.fsyncActive(); err != nil {
 			return fmt.Errorf("queue: records %d..%d appended but not synced: %w", first, first+n-1, err)
 		}
-	} else {
-		signal(q.kickSync)
 	}
-	q.writeRecovered()
 	return nil
 }
 
@@ -134,9 +151,10 @@ func (q *Queue) reserve(n uint64) error {
 }
 
 // writable returns the segment the next size bytes go to, sealing the active
-// one when they would overflow it and creating a new one when needed. A
-// batch is never split, so one Append lives in one segment. Caller holds wmu.
-func (q *Queue) writable(size int64) (*segment, error) {
+// one when they would overflow it and creating a new one, named base (the
+// Seq of the first record it will hold), when needed. A commit is never
+// split, so one Append lives in one segment. Caller holds wmu.
+func (q *Queue) writable(size int64, base uint64) (*segment, error) {
 	q.mu.Lock()
 	s, roll := q.active, q.rollNext
 	q.rollNext = false
@@ -150,7 +168,7 @@ func (q *Queue) writable(size int64) (*segment, error) {
 	if s != nil {
 		return s, nil
 	}
-	ns, err := q.createSegment(q.nextSeq)
+	ns, err := q.createSegment(base)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +256,7 @@ func (q *Queue) writeFailed(err error) error {
 	q.st.WriteErrors++
 	q.mu.Unlock()
 	if q.failing.CompareAndSwap(false, true) {
-		q.log.Error("queue: writes failing; appends are refused until they succeed", "dir", q.dir, "err", err)
+		q.log.Error("queue: writes failing; retrying until they succeed", "dir", q.dir, "err", err)
 	}
 	return err
 }
@@ -255,121 +273,4 @@ func (q *Queue) noteWritten(n int) {
 	q.mu.Lock()
 	q.st.BytesWritten += uint64(n)
 	q.mu.Unlock()
-}
-
-// Sync fsyncs appended records now instead of at the next group commit.
-func (q *Queue) Sync() error {
-	if q.isClosed() {
-		return ErrClosed
-	}
-	return q.sync()
-}
-
-// sync is the group commit: it fsyncs the active segment and, after a
-// segment was created or removed, the directory. It runs without mu, so
-// Next and Ack go on during the fsync, and concurrently with write(2) to the
-// same file: everything written before it started is covered.
-func (q *Queue) sync() error {
-	q.smu.Lock()
-	defer q.smu.Unlock()
-	q.mu.Lock()
-	s := q.active
-	var f file
-	var size int64
-	if s != nil && s.size > s.synced {
-		f, size = s.f, s.size
-	}
-	dir := q.dirDirty
-	q.dirDirty = false
-	q.mu.Unlock()
-	if f == nil && !dir {
-		return nil
-	}
-	var ferr, derr error
-	if f != nil {
-		// ErrClosed: the writer sealed the segment meanwhile, fsyncing it.
-		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-			ferr = fmt.Errorf("queue: fsync segment %s: %w", s.name(), err)
-		}
-	}
-	if dir {
-		if err := syncDir(q.dir); err != nil {
-			derr = fmt.Errorf("queue: %w", err)
-		}
-	}
-	q.mu.Lock()
-	if f != nil {
-		if ferr == nil {
-			s.synced = max(s.synced, size)
-			q.st.Syncs++
-		} else {
-			// After a failed fsync the kernel may have dropped the dirty
-			// pages and a retry would report success falsely: write on in a
-			// fresh segment.
-			q.rollNext = true
-		}
-	}
-	if derr != nil {
-		q.dirDirty = true
-	}
-	err := errors.Join(ferr, derr)
-	q.mu.Unlock()
-	if err != nil {
-		return q.writeFailed(err)
-	}
-	return nil
-}
-
-// run is the flusher goroutine: group commits, cursor persistence and
-// segment removal. Timers are armed only when there is work, so an idle
-// gateway does not wake up. A panic is logged and the loop restarted: the
-// queue must not stop committing.
-func (q *Queue) run() {
-	defer q.wg.Done()
-	for !q.runOnce() {
-	}
-}
-
-func (q *Queue) runOnce() (stopped bool) {
-	defer func() {
-		if p := recover(); p != nil {
-			q.log.Error("queue: flusher panicked, restarting it", "panic", p)
-		}
-	}()
-	syncT := time.NewTimer(time.Hour)
-	syncT.Stop()
-	curT := time.NewTimer(time.Hour)
-	curT.Stop()
-	defer syncT.Stop()
-	defer curT.Stop()
-	var syncC, curC, expC <-chan time.Time
-	if q.opts.MaxAge > 0 {
-		tk := time.NewTicker(min(max(q.opts.MaxAge/10, time.Second), time.Minute))
-		defer tk.Stop()
-		expC = tk.C
-	}
-	for {
-		select {
-		case <-q.stop:
-			return true
-		case <-q.kickSync:
-			if syncC == nil {
-				syncT.Reset(q.opts.SyncInterval)
-				syncC = syncT.C
-			}
-		case <-syncC:
-			syncC = nil
-			q.sync() // failures are counted and logged inside
-		case <-q.kickAck:
-			if curC == nil {
-				curT.Reset(q.opts.CursorInterval)
-				curC = curT.C
-			}
-		case <-curC:
-			curC = nil
-			q.maintain(time.Now())
-		case now := <-expC:
-			q.maintain(now)
-		}
-	}
 }

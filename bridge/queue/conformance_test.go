@@ -28,9 +28,19 @@ func TestConformanceDiskSyncAlways(t *testing.T) {
 	runConformance(t, diskFactory(0))
 }
 
+// TestConformanceDiskSmallStaging: a staging area of 1 KiB, so that Append
+// writes staged records out early all the time.
+func TestConformanceDiskSmallStaging(t *testing.T) {
+	runConformance(t, diskFactoryStaging(10*time.Millisecond, 1<<10))
+}
+
 func diskFactory(syncInterval time.Duration) factory {
+	return diskFactoryStaging(syncInterval, 0)
+}
+
+func diskFactoryStaging(syncInterval time.Duration, staging int64) factory {
 	return func(t *testing.T, maxBytes int64, policy Policy) queueAPI {
-		q, err := Open(Options{Dir: t.TempDir(), MaxBytes: maxBytes, WhenFull: policy, SyncInterval: syncInterval, CursorInterval: 5 * time.Millisecond})
+		q, err := Open(Options{Dir: t.TempDir(), MaxBytes: maxBytes, WhenFull: policy, SyncInterval: syncInterval, CursorInterval: 5 * time.Millisecond, StagingBytes: staging})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -84,6 +84,9 @@ func TestCrashRedeliversOnlyUnpersistedAcks(t *testing.T) {
 	dir := t.TempDir()
 	q, _ := openTest(t, dir, func(o *Options) { o.SegmentBytes = 16 << 10 })
 	in := appendN(t, q, 0, 1000, 50, 100)
+	if err := q.Sync(); err != nil {
+		t.Fatal(err)
+	}
 	drain(t, q, 100)
 	q.Ack(in[299].Seq)
 	q.maintain(time.Now()) // the flusher's periodic cursor write
@@ -106,6 +109,7 @@ func TestPowerCutLosesOnlyUnsynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	unsynced := appendN(t, q, 500, 100, 50, 100)
+	spillNoSync(t, q) // written, in the page cache, not on the medium
 	if got := drain(t, q, 1000); len(got) != 600 {
 		t.Fatalf("read %d", len(got)) // the sender may have published these
 	}
@@ -135,6 +139,7 @@ func TestTruncatedLastRecord(t *testing.T) {
 	dir := t.TempDir()
 	q, _ := openTest(t, dir, nil)
 	in := appendN(t, q, 0, 10, 1, 100)
+	q.Sync()
 	crash(q)
 	path := segFiles(t, dir)[0]
 	fi, _ := os.Stat(path)
@@ -164,6 +169,7 @@ func TestZeroFilledTail(t *testing.T) {
 	dir := t.TempDir()
 	q, _ := openTest(t, dir, nil)
 	appendN(t, q, 0, 10, 3, 100)
+	q.Sync()
 	crash(q)
 	appendFile(t, segFiles(t, dir)[0], make([]byte, 4096))
 
@@ -200,6 +206,7 @@ func TestFlippedByteMidSegment(t *testing.T) {
 				if sealed {
 					q.Close()
 				} else {
+					q.Sync()
 					crash(q)
 				}
 				path := segFiles(t, dir)[0]
@@ -256,6 +263,7 @@ func TestMissingOrCorruptCursor(t *testing.T) {
 			dir := t.TempDir()
 			q, _ := openTest(t, dir, nil)
 			in := appendN(t, q, 0, 10, 10, 50)
+			q.Sync() // all ten on disk, the acknowledged ones too
 			drain(t, q, 100)
 			q.Ack(in[4].Seq)
 			q.Close()
@@ -370,4 +378,35 @@ func TestSeqContinuesAcrossRestart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBatchFlagKept: the batch mark of a record survives staging, the disk
+// and a restart.
+func TestBatchFlagKept(t *testing.T) {
+	dir := t.TempDir()
+	q, _ := openTest(t, dir, nil)
+	if err := q.Append([]Record{{Topic: "a", Payload: []byte("1"), QoS: 1, Batch: true}, {Topic: "b", Payload: []byte("2"), QoS: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(where string, recs []Record) {
+		t.Helper()
+		if len(recs) != 2 || !recs[0].Batch || recs[1].Batch {
+			t.Fatalf("%s: %+v, want the first record marked for batching and only it", where, recs)
+		}
+	}
+	recs, err := q.Next(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("staged", recs)
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, _ = openTest(t, dir, nil)
+	defer q.Close()
+	recs, err = q.Next(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("after a restart", recs)
 }

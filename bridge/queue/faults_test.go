@@ -12,10 +12,15 @@ import (
 	"time"
 )
 
+// TestFullDiskHealsItself: with sync: always every Append writes, so a full
+// disk refuses batches, and accepts them again once space returns.
 func TestFullDiskHealsItself(t *testing.T) {
 	dir := t.TempDir()
 	fs := newFaultFS()
-	q, sink := openTest(t, dir, func(o *Options) { o.openFile = fs.open })
+	q, sink := openTest(t, dir, func(o *Options) {
+		o.openFile = fs.open
+		o.SyncInterval = 0
+	})
 	var kept []int
 	keep := func(recs []Record) {
 		for _, r := range recs {
@@ -225,6 +230,7 @@ func TestRandomDamage(t *testing.T) {
 		if sealed {
 			q.Close()
 		} else {
+			q.Sync()
 			crash(q)
 		}
 		path := filepath.Join(dir, segName(1))

@@ -29,7 +29,8 @@ func seedFrames() [][]byte {
 		stream = append(stream, f...)
 	}
 	seal := appendSealFrame(nil, sealInfo{first: 1, last: 3, count: 3, lastTime: 1})
-	out = append(out, seal, append(bytes.Clone(stream), seal...), make([]byte, 64))
+	pad := appendPadFrame(nil, 100)
+	out = append(out, seal, append(bytes.Clone(stream), seal...), make([]byte, 64), pad, pad[:50])
 	huge := binary.LittleEndian.AppendUint32(nil, math.MaxUint32)
 	out = append(out, append(huge, make([]byte, 40)...))
 	return out
@@ -63,6 +64,8 @@ func FuzzDecodeRecord(f *testing.F) {
 			again = appendRecordFrame(nil, &r, fr.seq, fr.timeNs)
 		case kindSeal:
 			again = appendSealFrame(nil, fr.seal)
+		case kindPad:
+			again = appendPadFrame(nil, n)
 		default:
 			t.Fatalf("kind %d", fr.kind)
 		}
@@ -89,6 +92,11 @@ func FuzzOpenSegment(f *testing.F) {
 	flipped[len(flipped)/2] ^= 0x10
 	f.Add(flipped)
 	f.Add(append(bytes.Clone(hdr), bytes.Repeat(stream[:60], 5)...))
+	// A commit padded to a page boundary, then more records, then a seal.
+	padded := append(bytes.Clone(hdr), stream[:len(stream)/2]...)
+	padded = appendPadFrame(padded, int(padMax-int64(len(padded))%padMax))
+	f.Add(append(append(padded, stream[len(stream)/2:]...), seal...))
+	f.Add(padded[:len(padded)-100]) // torn in the pad
 	f.Add([]byte("garbage"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -139,7 +147,7 @@ func FuzzOpenSegment(f *testing.F) {
 // memDir returns a fresh directory on tmpfs when there is one: the fuzz
 // test is about parsing, and fsync on a real disk would cut its speed a
 // hundredfold.
-func memDir(t *testing.T) string {
+func memDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("/dev/shm", "queue-fuzz-")
 	if err != nil {
 		return t.TempDir()
@@ -174,6 +182,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, q, 0, 12, 4, 30)
+	q.Sync()
 	crash(q)
 	seg, err := os.ReadFile(q.segs[0].path)
 	if err != nil {
@@ -185,5 +194,19 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	flipped[segHeaderSize+100] ^= 0xff
 	badHeader := bytes.Clone(seg)
 	badHeader[3] = 'X'
-	write("FuzzOpenSegment", [][]byte{seg, torn, zeros, flipped, badHeader, seg[:10]})
+	// A commit padded to a page boundary, more records, a seal.
+	q, err = Open(Options{Dir: t.TempDir(), SyncInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, q, 0, 100, 10, 150)
+	q.Sync()
+	appendN(t, q, 100, 3, 3, 30)
+	path := q.segs[0].path
+	q.Close()
+	padded, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("FuzzOpenSegment", [][]byte{seg, torn, zeros, flipped, badHeader, seg[:10], padded, padded[:len(padded)/2]})
 }

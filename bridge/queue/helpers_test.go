@@ -231,6 +231,9 @@ func crash(q *Queue) {
 			q.active.f.Close()
 		}
 		q.rd.closeFile()
+		q.cmu.Lock()
+		q.cur.close()
+		q.cmu.Unlock()
 		q.lock.Close()
 		q.closeErr = ErrClosed
 	})
@@ -275,4 +278,16 @@ func segFiles(t testing.TB, dir string) []string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// spillNoSync writes what q has staged to its segment without an fsync, as
+// Append does when the staged records exceed StagingBytes: the page cache
+// has it, the medium may not.
+func spillNoSync(t testing.TB, q *Queue) {
+	t.Helper()
+	q.wmu.Lock()
+	defer q.wmu.Unlock()
+	if err := q.spill(false); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -61,11 +61,12 @@ func (p *Policy) UnmarshalText(b []byte) error {
 
 // Defaults, applied by Open to zero fields (SyncInterval excepted: zero
 // there means fsync on every Append, so the configuration layer applies
-// DefaultSyncInterval itself).
+// DefaultSyncInterval itself; CursorInterval defaults to SyncInterval and
+// to DefaultCursorInterval only with SyncInterval 0).
 const (
 	DefaultSegmentBytes   = 4 << 20
 	DefaultSyncInterval   = 100 * time.Millisecond
-	DefaultCursorInterval = time.Second
+	DefaultCursorInterval = 100 * time.Millisecond
 )
 
 // Sentinel errors; match them with errors.Is.
@@ -98,14 +99,22 @@ type Options struct {
 	// fsynced at most this long after they were written. 0 = fsync in every
 	// Append ("sync: always"), slower and harder on the SD card.
 	SyncInterval time.Duration
-	// CursorInterval is how often acknowledgements are persisted; default 1 s.
-	// It bounds the redelivery after a crash: records acknowledged during
-	// the last CursorInterval are sent again.
+	// CursorInterval is the longest an acknowledgement of a record that
+	// reached the disk waits to be persisted; default SyncInterval
+	// (DefaultCursorInterval with SyncInterval 0). It bounds the redelivery
+	// after a crash: records on disk acknowledged during the last
+	// CursorInterval are sent again. Acknowledgements of records that never
+	// reached the disk cost no cursor write at all.
 	CursorInterval time.Duration
+	// StagingBytes bounds the records held in memory between group commits
+	// (default DefaultStagingBytes, at most SegmentBytes): beyond it Append
+	// writes them out early, without waiting for the commit.
+	StagingBytes int64
 	// Logger receives the queue's events; nil = discard.
 	Logger *slog.Logger
 
-	openFile openFileFunc // fault injection in tests; nil = os.OpenFile
+	openFile openFileFunc           // fault injection in tests; nil = os.OpenFile
+	syncDir  func(dir string) error // directory fsync, observed in tests; nil = syncDir
 }
 
 // withDefaults checks opts and fills zero values, in one place.
@@ -113,7 +122,7 @@ func (o Options) withDefaults() (Options, error) {
 	switch {
 	case o.Dir == "":
 		return o, errors.New("queue: no directory given")
-	case o.SegmentBytes < 0, o.MaxBytes < 0, o.MaxAge < 0, o.SyncInterval < 0, o.CursorInterval < 0:
+	case o.SegmentBytes < 0, o.MaxBytes < 0, o.MaxAge < 0, o.SyncInterval < 0, o.CursorInterval < 0, o.StagingBytes < 0:
 		return o, fmt.Errorf("queue: %s: negative size or duration in options", o.Dir)
 	case o.WhenFull != DropOldest && o.WhenFull != DropNewest:
 		return o, fmt.Errorf("queue: %s: unknown policy %v", o.Dir, o.WhenFull)
@@ -125,13 +134,24 @@ func (o Options) withDefaults() (Options, error) {
 		o.SegmentBytes = min(o.SegmentBytes, max(o.MaxBytes/4, 1024))
 	}
 	if o.CursorInterval == 0 {
-		o.CursorInterval = DefaultCursorInterval
+		o.CursorInterval = o.SyncInterval
+		if o.CursorInterval == 0 {
+			o.CursorInterval = DefaultCursorInterval
+		}
 	}
+	if o.StagingBytes == 0 {
+		o.StagingBytes = DefaultStagingBytes
+	}
+	// One commit's records go into one segment.
+	o.StagingBytes = max(min(o.StagingBytes, o.SegmentBytes-segOverhead), 1)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.openFile == nil {
 		o.openFile = osOpenFile
+	}
+	if o.syncDir == nil {
+		o.syncDir = syncDir
 	}
 	return o, nil
 }
@@ -146,13 +166,14 @@ type Queue struct {
 	dir      string
 	log      *slog.Logger
 	openFile openFileFunc
+	syncDir  func(string) error
 	lock     io.Closer
+	epoch    time.Time // the monotonic clock of staging deadlines
 
-	ready    chan struct{} // Ready()
-	kickSync chan struct{} // writer → flusher: data awaits a group commit
-	kickAck  chan struct{} // Ack → flusher: the cursor has moved
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	ready chan struct{} // Ready()
+	kick  chan struct{} // → flusher: a deadline may have moved closer
+	stop  chan struct{}
+	wg    sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -161,10 +182,13 @@ type Queue struct {
 	wmu     sync.Mutex
 	nextSeq uint64 // wmu
 	wbuf    []byte // wmu
+	woffs   []int  // wmu
+	padBuf  []byte // wmu
 
 	cmu       sync.Mutex
 	reserved  uint64      // written under wmu+cmu, read under either
 	persisted cursorState // cmu
+	cur       cursorFile  // cmu
 
 	smu sync.Mutex
 
@@ -173,17 +197,26 @@ type Queue struct {
 
 	mu          sync.Mutex
 	segs        []*segment // oldest first
-	active      *segment   // the segment being written, nil until the next Append
+	active      *segment   // the segment being written, nil until the next commit writes
+	stg         staging    // appended records not written yet
 	acked       uint64
-	lastSeq     uint64 // Seq of the newest record
+	lastSeq     uint64 // Seq of the newest record, staged or on disk
+	diskLast    uint64 // Seq of the newest record written to a segment
+	durAcked    uint64 // persisted.acked, readable under mu
 	lostThrough uint64 // records up to here were counted as dropped or expired
 	used        int64  // bytes of all segment files
 	dirDirty    bool   // a segment was created or removed since the last directory fsync
 	rollNext    bool   // an fsync failed: stop writing to the active segment
 	closed      bool
-	st          Stats
-	full        episode
-	expiry      episode
+	// Deadlines on the monotonic clock (q.now), 0 = none.
+	unsyncedAt int64 // oldest append time of records written but not fsynced
+	curDirtyAt int64 // since when an acknowledgement of a record on disk is not persisted
+	retryAt    int64 // after a failed commit: not before this
+	lastAck    int64 // when an Ack last moved the cursor
+	armed      int64 // the flusher's timer
+	st         Stats
+	full       episode
+	expiry     episode
 }
 
 // Open opens or creates the queue in opts.Dir. A damaged directory is
@@ -196,7 +229,7 @@ func Open(opts Options) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(o.Dir, 0o750); err != nil {
+	if err := makeDir(o.Dir, o.syncDir); err != nil {
 		return nil, fmt.Errorf("queue: create directory: %w", err)
 	}
 	if fi, err := os.Stat(o.Dir); err != nil {
@@ -213,10 +246,11 @@ func Open(opts Options) (*Queue, error) {
 		dir:      o.Dir,
 		log:      o.Logger,
 		openFile: o.openFile,
+		syncDir:  o.syncDir,
 		lock:     lock,
+		epoch:    time.Now(),
 		ready:    make(chan struct{}, 1),
-		kickSync: make(chan struct{}, 1),
-		kickAck:  make(chan struct{}, 1),
+		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	if err := q.load(); err != nil {
@@ -235,7 +269,7 @@ func (q *Queue) load() error {
 	if err != nil {
 		return fmt.Errorf("queue: read directory: %w", err)
 	}
-	cur, cerr := readCursor(q.dir)
+	cur, gen, cerr := readCursor(q.dir)
 	switch {
 	case errors.Is(cerr, os.ErrNotExist):
 		q.log.Info("queue: no cursor file, starting from the oldest record", "dir", q.dir)
@@ -248,7 +282,7 @@ func (q *Queue) load() error {
 		switch {
 		case name == cursorName || name == lockName:
 			continue
-		case name == cursorTmpName:
+		case name == cursorTmpName, strings.HasPrefix(name, cursorTmpName+"."):
 			os.Remove(filepath.Join(q.dir, name)) // a cursor write cut short
 			continue
 		case strings.HasSuffix(name, corruptSuffix):
@@ -281,11 +315,14 @@ func (q *Queue) load() error {
 	if cerr == nil {
 		q.acked = cur.acked
 		q.persisted = cur
+		q.durAcked = cur.acked
+		q.cur.gen = gen
 	}
 	// A new segment is always started, named above every existing one, and
 	// numbers handed out before a crash are skipped (see seqReserveBlock).
 	q.nextSeq = max(q.lastSeq+1, maxBase+1, cur.acked+1, cur.reserved+1)
 	q.reserved = q.nextSeq - 1
+	q.diskLast = q.lastSeq
 	q.rd.last = q.acked
 	q.maintain(time.Now())
 	if q.Stats().PendingRecords > 0 {
@@ -315,8 +352,8 @@ func signal(c chan struct{}) {
 	}
 }
 
-// Close seals the active segment, fsyncs, persists the cursor and releases
-// the directory. Records handed out but not acknowledged are delivered again
+// Close writes the staged records not yet acknowledged, seals the active
+// segment, fsyncs, persists the cursor and releases the directory. Records handed out but not acknowledged are delivered again
 // after the next Open. Close is idempotent; other methods return ErrClosed
 // afterwards.
 func (q *Queue) Close() error {
@@ -334,19 +371,23 @@ func (q *Queue) close() error {
 	q.wmu.Lock()
 	defer q.wmu.Unlock()
 	var errs []error
+	// What is staged and not acknowledged goes to disk; the acknowledged
+	// rest is dropped.
+	errs = append(errs, q.spill(false)) // a seal follows, not more records
 	q.mu.Lock()
 	s := q.active
 	q.mu.Unlock()
 	if s != nil {
 		errs = append(errs, q.retire(s, true))
 	}
-	errs = append(errs, q.sync())
+	errs = append(errs, q.fsyncActive())
 	q.cmu.Lock()
 	// Nothing more will be numbered: record exactly where numbering stops so
 	// that a clean restart leaves no gap.
 	q.reserved = q.nextSeq - 1
 	errs = append(errs, q.persistLocked(q.reserved))
 	done := q.persisted.acked
+	q.cur.close()
 	q.cmu.Unlock()
 	errs = append(errs, q.removeSegments(q.collectVictims(done, time.Now())))
 
@@ -356,3 +397,6 @@ func (q *Queue) close() error {
 	errs = append(errs, q.lock.Close())
 	return errors.Join(errs...)
 }
+
+// now is the queue's monotonic clock in ns, never 0 (0 means "no deadline").
+func (q *Queue) now() int64 { return int64(time.Since(q.epoch)) + 1 }

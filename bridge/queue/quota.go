@@ -61,11 +61,12 @@ func (q *Queue) makeRoom(size int64, n uint64) error {
 // keeps a log hovering at the limit from logging on every batch.
 func (q *Queue) fits(need int64) bool {
 	q.mu.Lock()
-	ok := q.used+need <= q.opts.MaxBytes
+	// Staged records count: a commit will write those not acknowledged.
+	ok := q.used+q.stg.live+need <= q.opts.MaxBytes
 	var n uint64
 	var d time.Duration
 	ended := false
-	if q.full.on && q.used+need <= q.opts.MaxBytes/4*3 {
+	if q.full.on && q.used+q.stg.live+need <= q.opts.MaxBytes/4*3 {
 		n, d, ended = q.full.finish()
 	}
 	q.mu.Unlock()
@@ -135,18 +136,29 @@ func (q *Queue) expiryCutoff(now time.Time) int64 {
 // cursor write, so a crash never finds the cursor behind a hole in the log.
 func (q *Queue) maintain(now time.Time) {
 	q.cmu.Lock()
-	err := q.persistLocked(q.reserved)
+	var err error
+	q.mu.Lock()
+	// Only acknowledgements of records on disk are worth a write: the
+	// others cannot be delivered again.
+	needed := min(q.acked, q.diskLast) > q.persisted.acked
+	q.mu.Unlock()
+	if needed {
+		err = q.persistLocked(q.reserved)
+	}
 	done := q.persisted.acked
 	q.cmu.Unlock()
 	if err != nil {
 		q.writeFailed(err)
+		q.mu.Lock()
+		q.curDirtyAt = q.now() // try again after another CursorInterval
+		q.mu.Unlock()
 	}
 	if err := q.removeSegments(q.collectVictims(done, now)); err != nil {
 		q.log.Error("queue: removing segments", "dir", q.dir, "err", err)
 	}
 }
 
-// persistLocked writes the cursor file if it changed. Caller holds cmu.
+// persistLocked writes the cursor if it changed. Caller holds cmu.
 func (q *Queue) persistLocked(reserved uint64) error {
 	q.mu.Lock()
 	c := cursorState{acked: q.acked, reserved: max(reserved, q.acked)}
@@ -158,6 +170,13 @@ func (q *Queue) persistLocked(reserved uint64) error {
 		return err
 	}
 	q.persisted = c
+	q.mu.Lock()
+	q.durAcked = c.acked
+	q.st.CursorWrites++
+	if min(q.acked, q.diskLast) <= c.acked {
+		q.curDirtyAt = 0
+	}
+	q.mu.Unlock()
 	return nil
 }
 
@@ -203,7 +222,7 @@ func (q *Queue) removeSegments(victims []*segment) error {
 			errs = append(errs, fmt.Errorf("queue: remove segment %s: %w", s.name(), err))
 		}
 	}
-	if err := syncDir(q.dir); err != nil {
+	if err := q.syncDir(q.dir); err != nil {
 		q.mu.Lock()
 		q.dirDirty = true
 		q.mu.Unlock()

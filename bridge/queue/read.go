@@ -26,10 +26,12 @@ type reader struct {
 }
 
 // mark remembers where a record handed out by Next lives, so that Rewind
-// can go back to it without scanning.
+// can go back to it without scanning. For a record handed out from staging
+// it is where the disk ended then: a commit can only write the record at or
+// after that place. prev is the reader's prev to restore there.
 type mark struct {
-	seq, base uint64
-	off       int64
+	seq, base, prev uint64
+	off             int64
 }
 
 func (r *reader) closeFile() {
@@ -79,27 +81,32 @@ func (q *Queue) Next(max int) ([]Record, error) {
 			break
 		}
 		s := q.segAtOrAfter(r.base)
-		if s == nil {
-			q.mu.Unlock()
-			break
-		}
-		if s.base != r.base || r.off == 0 {
+		if s != nil && (s.base != r.base || r.off == 0) {
 			r.base, r.off, r.prev = s.base, segHeaderSize, 0
 			if s.first > 0 {
 				r.prev = s.first - 1
 			}
 		}
-		end, done, acked, maxSeq, segLast := s.size, s.sealed, q.acked, q.lastSeq, s.last
-		cutoff := q.expiryCutoff(now)
-		q.mu.Unlock()
-
-		if r.off >= end {
-			if !done {
-				break // caught up with the writer
-			}
+		if s != nil && r.off >= s.size && s.sealed {
 			r.base, r.off = s.base+1, 0
+			q.mu.Unlock()
 			continue
 		}
+		cutoff := q.expiryCutoff(now)
+		if s == nil || r.off >= s.size {
+			// The disk is read to its end: the rest is staged. The check and
+			// the read share one hold of mu, and a commit moves records from
+			// staging to a segment within one hold of mu too, so no record
+			// can slip between the two and be skipped.
+			var t tally
+			q.readStaged(r, &out, max, &t, cutoff)
+			q.mu.Unlock()
+			q.book(nil, &t)
+			break
+		}
+		end, done, acked, maxSeq, segLast := s.size, s.sealed, q.acked, q.lastSeq, s.last
+		q.mu.Unlock()
+
 		if err := r.open(q, s); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				// Removed since the snapshot (acknowledged, dropped or
@@ -118,8 +125,8 @@ func (q *Queue) Next(max int) ([]Record, error) {
 			// segment as damaged instead of failing every Next from now on.
 			q.log.Error("queue: segment unreadable, skipping the rest of it", "segment", s.name(), "offset", r.off, "err", err)
 			d := damage{from: r.off, to: end}
-			if segLast > r.prev {
-				d.lost = segLast - r.prev
+			if from := above(r.prev, acked); segLast > from {
+				d.lost = segLast - from
 			}
 			t.damage = append(t.damage, d)
 			r.off, err = end, nil
@@ -130,6 +137,41 @@ func (q *Queue) Next(max int) ([]Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// above is max for uint64, where Next's parameter shadows the builtin.
+func above(a, b uint64) uint64 { return max(a, b) }
+
+// readStaged hands out staged records after the read cursor. Caller holds mu.
+func (q *Queue) readStaged(r *reader, out *[]Record, max int, t *tally, cutoff int64) {
+	st := &q.stg
+	if st.liveCount() == 0 {
+		return
+	}
+	seq := r.last + 1
+	if lf := st.liveFirst(); seq < lf {
+		seq = lf
+	}
+	for ; seq <= st.last() && len(*out) < max; seq++ {
+		f, _, err := decodeFrame(st.frame(int(seq - st.first)))
+		if err != nil {
+			panic(fmt.Sprintf("queue: staged record %d does not decode: %v", seq, err))
+		}
+		r.last = seq
+		if f.timeNs < cutoff {
+			if t.expired == 0 {
+				t.expMin = seq
+			}
+			t.expired++
+			t.expMax = seq
+			continue
+		}
+		if len(*out) == 0 {
+			r.pushMark(mark{seq: seq, base: r.base, off: r.off, prev: r.prev})
+		}
+		*out = append(*out, f.record())
+		t.delivered = true
+	}
 }
 
 // readFrames decodes frames of segment s from r.off up to end into out.
@@ -154,9 +196,12 @@ func (q *Queue) readFrames(r *reader, s *segment, out *[]Record, max int, t *tal
 					upTo = g.seq - 1 // ... or up to the next valid record
 				}
 			}
+			// Records at or below the cursor are delivered already, and
+			// records acknowledged before their commit were never written:
+			// only the numbers above it count as lost.
 			d := damage{from: start, to: next}
-			if upTo > r.prev {
-				d.lost = upTo - r.prev
+			if from := above(r.prev, acked); upTo > from {
+				d.lost = upTo - from
 			}
 			t.damage = append(t.damage, d)
 			r.off = next
@@ -165,6 +210,9 @@ func (q *Queue) readFrames(r *reader, s *segment, out *[]Record, max int, t *tal
 		r.off += int64(n)
 		if f.kind == kindSeal {
 			r.off = end
+			continue
+		}
+		if f.kind == kindPad {
 			continue
 		}
 		r.prev = f.seq
@@ -181,7 +229,7 @@ func (q *Queue) readFrames(r *reader, s *segment, out *[]Record, max int, t *tal
 			continue
 		}
 		if len(*out) == 0 {
-			r.pushMark(mark{seq: f.seq, base: s.base, off: start})
+			r.pushMark(mark{seq: f.seq, base: s.base, off: start, prev: f.seq - 1})
 		}
 		*out = append(*out, f.record())
 		t.delivered = true
@@ -201,7 +249,7 @@ func (q *Queue) book(s *segment, t *tally) {
 	var expD time.Duration
 	var expEnded bool
 	q.mu.Lock()
-	for _, d := range t.damage {
+	for _, d := range t.damage { // only disk reads find damage: s != nil
 		if d.from < s.badUpTo {
 			continue
 		}
@@ -284,32 +332,38 @@ func (q *Queue) Rewind() {
 			continue
 		}
 		if s := q.segAtOrAfter(m.base); s != nil && s.base == m.base {
-			r.base, r.off, r.prev = m.base, m.off, m.seq-1
+			r.base, r.off, r.prev = m.base, m.off, m.prev
 			r.marks = append(r.marks[:0], r.marks[i:]...)
 			return
 		}
 		break
 	}
 	// No usable mark: scan from the start of the oldest segment that holds
-	// an unacknowledged record, skipping the acknowledged ones.
+	// an unacknowledged record, skipping the acknowledged ones; when none
+	// does, the disk has nothing to resend and the reader goes to its end.
 	r.marks = r.marks[:0]
 	r.base, r.off = 0, 0
 	for _, s := range q.segs {
-		if s.sealed && (s.count == 0 || s.last <= acked) {
+		if s.count == 0 || s.last <= acked {
 			continue
 		}
 		r.base = s.base
 		return
 	}
 	if n := len(q.segs); n > 0 {
-		r.base = q.segs[n-1].base
+		s := q.segs[n-1]
+		r.base = s.base + 1
+		if !s.sealed {
+			r.base, r.off, r.prev = s.base, s.size, s.last
+		}
 	}
 }
 
 // Ack acknowledges every record with Seq <= seq. Acknowledgements are
 // cumulative: a lower seq than before is a no-op, and seq beyond the newest
-// record counts as the newest. The cursor file is written in batches, every
-// CursorInterval; segments become removable once it has been.
+// record counts as the newest. Staged records it covers are dropped and
+// never written. When it covers records on disk, the cursor file is written
+// within CursorInterval; segments become removable once it has been.
 func (q *Queue) Ack(seq uint64) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -327,7 +381,20 @@ func (q *Queue) Ack(seq uint64) error {
 		}
 		q.st.Acked += s.unacked(from) - s.unacked(max(seq, from))
 	}
+	st := &q.stg
+	q.st.Acked += st.unacked(from) - st.unacked(max(seq, from))
 	q.acked = seq
-	signal(q.kickAck)
+	q.lastAck = q.now()
+	if n := st.trim(seq); n > 0 {
+		if st.wrTo != 0 {
+			// A commit is writing [wrFrom, wrTo]: those reach the disk.
+			lo, hi := st.liveFirst()-uint64(n), st.liveFirst()-1
+			if a, b := max(lo, st.wrFrom), min(hi, st.wrTo); b >= a {
+				n -= int(b - a + 1)
+			}
+		}
+		q.dropStaged(n)
+	}
+	q.noteAckedOnDisk()
 	return nil
 }

@@ -37,6 +37,7 @@ const (
 
 	kindRecord = 1
 	kindSeal   = 2
+	kindPad    = 3 // fills a commit up to a page boundary; carries nothing
 
 	flagQoSMask = 0x03
 	flagRetain  = 0x04
@@ -144,6 +145,18 @@ func appendSealFrame(dst []byte, s sealInfo) []byte {
 	return dst
 }
 
+// appendPadFrame appends a pad frame of exactly n bytes (n >= minFrameSize)
+// to dst.
+func appendPadFrame(dst []byte, n int) []byte {
+	start := len(dst)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(n-frameHeaderSize))
+	dst = append(dst, 0, 0, 0, 0)
+	dst = append(dst, kindPad)
+	dst = append(dst, make([]byte, n-frameHeaderSize-1)...)
+	binary.LittleEndian.PutUint32(dst[start+4:], frameCRC(dst[start:]))
+	return dst
+}
+
 // plausibleLen reports whether a frame header announcing body length l could
 // start a frame with avail bytes left in the segment.
 func plausibleLen(l uint32, avail int64) bool {
@@ -233,6 +246,13 @@ func decodeFrame(b []byte) (rawFrame, int, error) {
 			count:    binary.LittleEndian.Uint64(body[20:28]),
 			lastTime: int64(binary.LittleEndian.Uint64(body[28:36])),
 		}}, n, nil
+	case kindPad:
+		for _, c := range body[1:] {
+			if c != 0 {
+				return rawFrame{}, 0, errBadFrame
+			}
+		}
+		return rawFrame{kind: kindPad}, n, nil
 	}
 	return rawFrame{}, 0, errBadFrame
 }

@@ -151,6 +151,10 @@ func scanSegment(w *window, maxSeq uint64) (scanResult, error) {
 			res.goodEnd = off
 			break
 		}
+		if f.kind == kindPad {
+			res.goodEnd = off
+			continue
+		}
 		if res.meta.count == 0 {
 			res.meta.first = f.seq
 		}

@@ -22,6 +22,9 @@ const (
 	// segOverhead is what a segment costs beyond its records; quota checks
 	// add it so that a roll never pushes the log over MaxBytes.
 	segOverhead = segHeaderSize + sealFrameSize
+	// padMax is the page size a commit may pad its write up to (see
+	// Queue.padding); a pad frame is never longer.
+	padMax = 4096
 )
 
 // file is what the queue needs of an open file. *os.File satisfies it; tests
@@ -260,14 +263,21 @@ func sealMatches(s sealInfo, base uint64) bool {
 // tornRecords estimates how many records a cut-off tail held: one if any
 // byte is non-zero (a record torn by a power cut), none for a zero-filled
 // tail that the file system extended without data or for a torn or damaged
-// seal (a tail of exactly a seal's size, or one that starts like a seal).
+// seal or pad (a tail of exactly a seal's size, or one that starts like a
+// seal or a pad).
 func tornRecords(w *window, from, to int64) uint64 {
 	if to-from == sealFrameSize {
 		return 0
 	}
-	if b, err := w.bytes(from, int(min(to-from, frameHeaderSize+1))); err == nil && len(b) >= 4 &&
-		binary.LittleEndian.Uint32(b) == sealBodySize && (len(b) <= frameHeaderSize || b[frameHeaderSize] == kindSeal) {
-		return 0
+	if b, err := w.bytes(from, int(min(to-from, frameHeaderSize+1))); err == nil && len(b) >= 4 {
+		l := binary.LittleEndian.Uint32(b)
+		if l == sealBodySize && (len(b) <= frameHeaderSize || b[frameHeaderSize] == kindSeal) {
+			return 0
+		}
+		// A torn pad: its length reaches at most to the next page boundary.
+		if l >= recordFixed && int64(l)+frameHeaderSize <= padMax && len(b) > frameHeaderSize && b[frameHeaderSize] == kindPad {
+			return 0
+		}
 	}
 	for off := from; off < to; off += windowSize {
 		b, err := w.bytes(off, int(min(windowSize, to-off)))

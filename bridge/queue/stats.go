@@ -8,12 +8,22 @@ package queue
 // which is in both CorruptRecords and Acked.
 type Stats struct {
 	// PendingRecords are in the log and not yet acknowledged, dropped or
-	// expired (handed out by Next or not).
+	// expired (handed out by Next or not), staged ones included.
 	PendingRecords uint64
 	// Bytes is what the log occupies and MaxBytes limits: the segment files
-	// (including acknowledged records whose segment is not removed yet) for
-	// Queue, the encoded size of the records held for Memory.
+	// (including acknowledged records whose segment is not removed yet) and
+	// the staged records not acknowledged yet for Queue, the encoded size of
+	// the records held for Memory.
 	Bytes int64
+	// StagedRecords and StagedBytes are the records held in memory until
+	// the next group commit, not acknowledged yet (included in
+	// PendingRecords and Bytes).
+	StagedRecords uint64
+	StagedBytes   int64
+	// AckedUnwritten counts records acknowledged while still staged: they
+	// never reached the disk. With Acked it shows how much of the traffic
+	// the SD card was spared.
+	AckedUnwritten uint64
 	// Appended counts records appended.
 	Appended uint64
 	// Acked counts records acknowledged.
@@ -35,6 +45,8 @@ type Stats struct {
 	Syncs uint64
 	// WriteErrors counts failed writes, fsyncs and cursor updates.
 	WriteErrors uint64
+	// CursorWrites counts cursor file updates (one page each).
+	CursorWrites uint64
 	// BytesWritten counts bytes written to files (segments and cursor): with
 	// Appended it shows the write volume the SD card sees.
 	BytesWritten uint64
@@ -46,10 +58,13 @@ func (q *Queue) Stats() Stats {
 	defer q.mu.Unlock()
 	st := q.st
 	st.Segments = len(q.segs)
-	st.Bytes = q.used
 	done := max(q.acked, q.lostThrough)
 	for _, s := range q.segs {
 		st.PendingRecords += s.unacked(done)
 	}
+	st.StagedRecords = q.stg.unacked(done)
+	st.StagedBytes = q.stg.live
+	st.PendingRecords += st.StagedRecords
+	st.Bytes = q.used + q.stg.live
 	return st
 }

@@ -11,11 +11,14 @@
 //   - StartMosquitto: mosquitto as the cloud broker, with its own config on
 //     a free port, optional TLS (GenerateCerts) and passwords; Stop, Kill
 //     and Start again on the same port for outage tests.
-//   - Subscribe, Publish, PublishLines: mosquitto_sub and mosquitto_pub as
-//     local MQTT clients.
+//   - Subscribe, Publish, PublishLines, StartPublisher: mosquitto_sub and
+//     mosquitto_pub as local MQTT clients (StartPublisher publishes lines
+//     as the test writes them and counts the broker's acknowledgements).
 //   - StartProxy: a TCP proxy that cuts or blackholes a link.
 //   - StartChromium: Debian's headless chromium, to load a page the way a
 //     browser builds it (DumpDOM) and to draw it (Screenshot).
+//   - Subpackage powercut: a FUSE file system that loses power (only
+//     fsynced data and directory entries survive a cut, tails are torn).
 //
 // It is meant for _test.go files only. Every helper takes the test, uses
 // 127.0.0.1 and free ports, stops what it started in t.Cleanup (by pid,

@@ -36,6 +36,14 @@ func missingPeer(tb testing.TB, format string, args ...any) {
 	tb.Skipf("testpeer: %s (set %s=1 to make this a failure)", msg, RequirePeersEnv)
 }
 
+// MissingPeer is missingPeer for helpers in other packages (such as
+// testpeer/powercut, which needs /dev/fuse): it skips the test, or fails it
+// when FIELDBRIDGE_REQUIRE_PEERS=1.
+func MissingPeer(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	missingPeer(tb, format, args...)
+}
+
 // lookPeer returns the path of a peer program or skips/fails the test.
 func lookPeer(tb testing.TB, name, debianPackage string) string {
 	tb.Helper()
