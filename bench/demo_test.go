@@ -84,14 +84,43 @@ func BenchmarkDemoWire(b *testing.B) {
 }
 
 // BenchmarkDemoRSS runs `gateway run` on the demo config as its own process
-// with a subscriber attached, and reports its resident memory.
+// with a subscriber attached, and reports its resident memory: with the
+// HTTP side off, and on with /metrics and the status page loaded every
+// second; the difference is what the HTTP side costs in memory.
 func BenchmarkDemoRSS(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := "http=off"
+		if on {
+			name = "http=on"
+		}
+		b.Run(name, func(b *testing.B) { benchDemoRSS(b, on) })
+	}
+}
+
+func benchDemoRSS(b *testing.B, withHTTP bool) {
 	text, _, brokerAddr := demoConfig(b)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	if withHTTP {
+		text += fmt.Sprintf("\nhttp: {listen: %q}\n", httpAddr)
+	} else {
+		text += "\nhttp: {listen: \"\"}\n"
+	}
 	bin := buildGateway(b, b.TempDir())
 	cmd := gatewayProcess(b, bin, text)
 	waitListening(b, brokerAddr)
 	received := countingSub(b, brokerAddr, "demo/#")
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	if withHTTP {
+		waitListening(b, httpAddr)
+		for _, path := range []string{"/metrics", "/"} {
+			wg.Add(1)
+			go func() { defer wg.Done(); scrapeEvery(ctx, "http://"+httpAddr+path, time.Second) }()
+		}
+	}
 	time.Sleep(10 * time.Second * time.Duration(b.N))
+	cancel()
+	wg.Wait()
 	_, peak := procStat(b, cmd.Process.Pid)
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
 	var rss int64

@@ -20,7 +20,7 @@ for target in arm64: arm:7 arm:6 amd64:; do
   printf '  linux/%-6s %s bytes\n' "$arch${arm:+v$arm}" "$(stat -c %s "$tmp/gw")"
 done
 
-echo "== the demo config: wire cost per poll cycle, resident memory"
+echo "== the demo config: wire cost per poll cycle, resident memory with the HTTP side off and on"
 go test ./bench -run '^$' -bench 'Demo' -benchtime 1x | grep ^Benchmark
 
 echo "== broker alone: mochi's cost per retained value published to 0 and 1 subscribers"
@@ -30,12 +30,19 @@ echo "== publisher alone: encoding cost per point"
 go test ./internal/publisher -run '^$' -bench . -benchtime 20000x | grep ^Benchmark
 
 echo "== pipeline in one process: poll, decode, publish, 1 subscriber; 8 devices x 500 registers every 100 ms"
+echo "   metrics=on: through the HTTP side's recorder, /metrics scraped every second"
 go test ./bench -run '^$' -bench Pipeline -benchtime 1x -count 3 | grep ^Benchmark
 
 echo "== end to end: pymodbus over TCP, a separate gateway process, mosquitto_sub on everything"
 go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 3 | grep ^Benchmark
 echo "   the same with GOMAXPROCS=1 (fewer cross-thread wake-ups per message)"
 GOMAXPROCS=1 go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 2 | grep ^Benchmark
+
+echo "== HTTP side with 4,000 points: size and time of /metrics, the status page, /api/status"
+go test ./bench -run '^$' -bench HTTPScrape -benchtime 20x | grep ^Benchmark
+
+echo "== probe --scan of unit ids 1-247 at 19200 baud on the paced RTU line, next to the physical minimum"
+go test ./cmd/gateway -run '^$' -bench Scan247 -benchtime 1x | grep ^Benchmark
 
 echo "== modbus transports and planner"
 go test ./adapters/modbus/transport -run '^$' -bench . -benchtime 2s | grep ^Benchmark

@@ -70,6 +70,7 @@ func (b *bus) run(ctx context.Context) {
 		}
 		b.a.stats.busySince.Store(b.now().UnixNano())
 		b.poll(ctx, d)
+		b.notePolled(d)
 		b.a.stats.busySince.Store(0)
 	}
 }
@@ -180,7 +181,9 @@ func (b *bus) poll(ctx context.Context, d *device) {
 func (b *bus) transact(ctx context.Context, d *device, q *request, tries int) ([]byte, *ReadError) {
 	b.link.SetTimeout(d.cfg.Timeout)
 	for attempt := 0; ; attempt++ {
+		start := b.now()
 		data, err := b.read(d, q)
+		took := b.now().Sub(start)
 		b.a.stats.requests.Add(1)
 		if b.a.cfg.DelayBetweenRequests > 0 {
 			b.sleep(ctx, b.a.cfg.DelayBetweenRequests)
@@ -189,6 +192,7 @@ func (b *bus) transact(ctx context.Context, d *device, q *request, tries int) ([
 		if kind == failNone && len(data) < q.dataBytes() {
 			kind, cause = failFrame, fmt.Errorf("reply has %d data bytes, want %d", len(data), q.dataBytes())
 		}
+		b.noteRequest(d, kind, took)
 		if kind == failNone {
 			return data, nil
 		}

@@ -32,6 +32,8 @@ type device struct {
 	backoff time.Duration // probe interval while offline
 	reqErr  []string      // last error text per request, "" when fine
 
+	counters deviceCounters // read by the metrics endpoint (monitor.go)
+
 	// Overrun reporting: a saturated bus skips cycles now and then; that is
 	// logged when it starts, summarised at most once a minute, and cleared
 	// after a minute without skips — not once per skip.

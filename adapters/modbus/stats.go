@@ -3,6 +3,8 @@ package modbus
 import (
 	"sync/atomic"
 
+	"github.com/fieldbridge/fieldbridge/adapters"
+
 	"github.com/fieldbridge/fieldbridge/adapters/modbus/transport"
 )
 
@@ -14,6 +16,7 @@ type busStats struct {
 	decodeErrors                                 atomic.Int64
 	link                                         atomic.Pointer[recordingLink]
 	busySince                                    atomic.Int64 // unix ns a poll started, 0 when idle
+	durations                                    adapters.DurationHistogram
 }
 
 func (s *busStats) count(k failKind) {

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/internal/config"
+	"github.com/fieldbridge/fieldbridge/internal/httpapi"
 	"github.com/fieldbridge/fieldbridge/internal/publisher"
 )
 
@@ -17,22 +19,37 @@ type bus struct {
 	entry     adapters.Config // the checked config it was built from
 	a         adapters.Adapter
 	pub       *publisher.Publisher
+	rec       *httpapi.Recorder // in front of pub: what the status page and the metrics read
 	sink      *busSink
 	stop      context.CancelFunc
 	done      chan struct{}
+
+	// cycledBefore: this bus replaced one that had completed a poll cycle
+	// (see httpapi.Bus.CycledBefore).
+	cycledBefore bool
 }
 
 // startBus runs the i-th adapter of cfg until ctx ends or stopBus. Each bus
 // has its own publisher (a bus restarted by a reload starts with fresh
-// change detection: it publishes every value once, as at start).
-func (g *gateway) startBus(ctx context.Context, cfg *config.Config, i int, a adapters.Adapter) *bus {
+// change detection: it publishes every value once, as at start) and its
+// own recorder for the HTTP side, which takes over what prev, the stopped
+// bus of the same name a reload replaces (nil if none), had recorded.
+func (g *gateway) startBus(ctx context.Context, cfg *config.Config, i int, a adapters.Adapter, prev *bus) *bus {
 	e := cfg.Adapters[i]
-	points := adapters.Number([]adapters.Adapter{a})
+	built := []adapters.Adapter{a}
+	points := adapters.Number(built)
 	pub := publisher.New(g.broker, points, g.log.With("component", "publisher", "adapter", e.Name))
+	// The recorder is in the chain even with the HTTP side off: it costs
+	// the poll path no allocation, and a reload may turn the side on.
+	rec := httpapi.NewRecorder(built, pub, time.Now())
 	ctx, cancel := context.WithCancel(ctx)
 	b := &bus{
 		name: e.Name, gatewayID: cfg.Gateway.ID, entry: e.Config, a: a,
-		pub: pub, sink: &busSink{Sink: pub}, stop: cancel, done: make(chan struct{}),
+		pub: pub, rec: rec, sink: &busSink{Sink: rec}, stop: cancel, done: make(chan struct{}),
+	}
+	if prev != nil {
+		rec.Inherit(prev.rec)
+		b.cycledBefore = prev.cycledBefore || prev.firstCycleDone()
 	}
 	g.wg.Add(1)
 	go func() {
@@ -41,6 +58,12 @@ func (g *gateway) startBus(ctx context.Context, cfg *config.Config, i int, a ada
 		supervise(ctx, g.log, func(ctx context.Context) error { return a.Run(ctx, b.sink) })
 	}()
 	return b
+}
+
+// firstCycleDone reports whether the bus has polled every device once.
+func (b *bus) firstCycleDone() bool {
+	r, ok := b.a.(adapters.StatusReporter)
+	return ok && r.Status().FirstCycleDone
 }
 
 // stopBus stops a bus and waits until its in-flight request has finished.

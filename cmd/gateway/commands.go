@@ -23,7 +23,9 @@ func init() {
 		about: `Run polls the devices of the config, publishes their values into the embedded
 MQTT broker and runs the cloud bridge, until SIGINT or SIGTERM; then it stops
 cleanly (in-flight requests finish, the devices go offline, the queue is
-synced) and exits 0.
+synced) and exits 0. It also serves Prometheus metrics (/metrics), /healthz,
+/readyz and a status page (/) on 127.0.0.1:8980, unless the http section says
+otherwise.
 
 SIGHUP (systemctl reload fieldbridge) re-reads the config. A config with
 errors is rejected and logged, and the running one stays; otherwise only what

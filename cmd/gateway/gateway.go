@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -15,6 +16,7 @@ import (
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
 	"github.com/fieldbridge/fieldbridge/internal/config"
+	"github.com/fieldbridge/fieldbridge/internal/httpapi"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 	"github.com/fieldbridge/fieldbridge/localbroker"
 )
@@ -29,9 +31,14 @@ type gateway struct {
 	broker *localbroker.Broker
 	sim    *simulator.Simulator
 	bridge *bridge.Bridge
-	wg     sync.WaitGroup // the buses' goroutines and the watchdog's
+	http   *httpapi.Server // nil only if the start failed before it
+	wg     sync.WaitGroup  // the buses' goroutines and the watchdog's
 
-	mu    sync.Mutex // guards buses and bridge, read by the watchdog while a reload replaces them
+	// running is set once every part has started: until then /readyz
+	// says "gateway: starting".
+	running atomic.Bool
+
+	mu    sync.Mutex // guards buses and bridge, read by the watchdog and the HTTP side while a reload replaces them
 	buses []*bus     // in config order
 
 	// The bridge has its own context: it stops after the broker, so that
@@ -86,9 +93,20 @@ func (g *gateway) start(ctx context.Context, cfg *config.Config) error {
 	if g.bridge != nil {
 		g.runBridge(g.bridge)
 	}
-	for i, a := range built {
-		g.buses = append(g.buses, g.startBus(ctx, cfg, i, a))
+	// The HTTP side binds before any bus touches a device, so that a busy
+	// port fails the start cleanly; it reads the buses as they are
+	// started, and is not ready before they all are.
+	if err := g.startHTTP(cfg); err != nil {
+		return err
 	}
+	buses := make([]*bus, 0, len(built))
+	for i, a := range built {
+		buses = append(buses, g.startBus(ctx, cfg, i, a, nil))
+	}
+	g.mu.Lock()
+	g.buses = buses
+	g.mu.Unlock()
+	g.running.Store(true)
 	log.Info("gateway running", "gateway", cfg.Gateway.ID, "adapters", len(built), "points", countPoints(built), "broker", g.broker.Addr())
 	return nil
 }
@@ -165,6 +183,9 @@ func (g *gateway) wait(ctx context.Context, reload <-chan os.Signal, path string
 }
 
 func (g *gateway) stopServices() {
+	if g.http != nil {
+		_ = g.http.Close()
+	}
 	if g.broker != nil {
 		_ = g.broker.Close()
 	}

@@ -4,6 +4,9 @@
 //	gateway run --config FILE     run until SIGINT/SIGTERM; SIGHUP reloads (the default)
 //	gateway check --config FILE   validate the config and print the poll plan
 //	gateway simulate [--listen]   run the built-in Modbus TCP device simulator
+//	gateway probe ...             read a register block every way, or --scan for unit ids
+//	gateway read --config FILE    poll the configured points once and print them
+//	gateway ports                 list serial ports (USB ids, /dev/serial/by-id names)
 //	gateway version               print the version
 //	gateway help [COMMAND]        list the commands, or explain one
 package main

@@ -27,6 +27,11 @@ import (
 //   - the bridge is reconfigured in place (bridge.Reconfigure): its queue
 //     stays open and keeps taking messages, so nothing is lost.
 //   - the simulator restarts if its settings changed; the log level changes.
+//   - the HTTP side (status page, metrics, health) moves its listener in
+//     place if the http section changed (see applyHTTP); it reads the buses
+//     and the bridge as they are after the reload, a restarted bus's
+//     recorder takes over what its predecessor had shown, and readiness,
+//     once earned, stays.
 //
 // The broker's settings, the log format and the bridge's buffer take effect
 // only at the next start: a reload that changes them says so.
@@ -98,6 +103,7 @@ func (g *gateway) apply(ctx context.Context, next *config.Config, built []adapte
 	}
 
 	later = append(later, g.applyBridge(old, next)...)
+	g.applyHTTP(old, next)
 	stopped, started, kept := g.applyBuses(ctx, next, built)
 	g.cfg = next
 	g.log.Info("config reloaded", "buses_kept", kept, "buses_restarted_or_added", started, "buses_stopped", stopped)
@@ -183,7 +189,7 @@ func (g *gateway) applyBuses(ctx context.Context, next *config.Config, built []a
 			kept++
 			continue
 		}
-		buses = append(buses, g.startBus(ctx, next, i, a))
+		buses = append(buses, g.startBus(ctx, next, i, a, byName[next.Adapters[i].Name]))
 		started++
 	}
 	g.mu.Lock()

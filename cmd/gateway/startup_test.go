@@ -103,6 +103,25 @@ bridge:
 	expectStartFailure(t, code, out, "cannot start: simulator: listen on "+l.Addr().String()+": address already in use")
 }
 
+// TestStartHTTPPortBusy: an http.listen the config names and another
+// program holds stops the start before any bus polls, in one line; the
+// default address taken is only a warning (httpapi's TestDefaultAddressTaken).
+func TestStartHTTPPortBusy(t *testing.T) {
+	bin := buildGateway(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	dir := t.TempDir()
+	config := writeConfig(t, dir, fmt.Sprintf("gateway: {id: plant1, data_dir: %s}\nbroker: {listen: %q}\nhttp: {listen: %q}\n", filepath.Join(dir, "data"), freeAddr(t), l.Addr()))
+	code, out := runToExit(t, exec.Command(bin, "--config", config))
+	expectStartFailure(t, code, out, "cannot start: http: listen on "+l.Addr().String()+": address already in use — is another gateway running?")
+	if strings.Contains(out, `msg="gateway running"`) {
+		t.Errorf("the gateway started its buses before failing:\n%s", out)
+	}
+}
+
 // TestStartDataDirUnwritable: a data_dir the gateway's user cannot write
 // is named at start, with the user. As root (CI), the gateway runs as
 // nobody, since root writes anywhere.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
+	"github.com/fieldbridge/fieldbridge/internal/httpapi"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 	"github.com/fieldbridge/fieldbridge/localbroker"
 )
@@ -35,6 +36,9 @@ type File struct {
 	// Bridge, when present, forwards local topics to a cloud broker with
 	// store-and-forward, and cloud commands to the local broker.
 	Bridge *bridge.Config `yaml:"bridge"`
+	// HTTP is the metrics, health and status endpoint; on by default on
+	// loopback (set after Load: never nil).
+	HTTP *httpapi.Config `yaml:"http"`
 }
 
 // Gateway is the `gateway:` section.
@@ -213,6 +217,10 @@ func (cfg *Config) check() {
 	if cfg.Bridge != nil {
 		cfg.Bridge.Check(g.ID, g.DataDir, prefixed{c, "bridge"})
 	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = new(httpapi.Config)
+	}
+	cfg.HTTP.Check(cfg.Broker.Listen, prefixed{c, "http"})
 	env := adapters.Env{GatewayID: g.ID}
 	if g.ID == "" || adapters.CheckName(g.ID) != nil {
 		// Reported above; a stand-in keeps every topic check from

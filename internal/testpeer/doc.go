@@ -15,6 +15,8 @@
 //     mosquitto_pub as local MQTT clients (StartPublisher publishes lines
 //     as the test writes them and counts the broker's acknowledgements).
 //   - StartProxy: a TCP proxy that cuts or blackholes a link.
+//   - StartChromium: Debian's headless chromium, to load a page the way a
+//     browser builds it (DumpDOM) and to draw it (Screenshot).
 //   - Subpackage powercut: a FUSE file system that loses power (only
 //     fsynced data and directory entries survive a cut, tails are torn).
 //

@@ -1,0 +1,240 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"sync"
+	"time"
+
+	"github.com/fieldbridge/fieldbridge/adapters"
+	"github.com/fieldbridge/fieldbridge/bridge"
+	"github.com/fieldbridge/fieldbridge/localbroker"
+)
+
+// Status is what the status page shows and /api/status returns.
+type Status struct {
+	Gateway       string      `json:"gateway"`
+	Version       string      `json:"version"`
+	Time          time.Time   `json:"time"`
+	UptimeSeconds float64     `json:"uptime_seconds"`
+	Ready         bool        `json:"ready"`
+	WaitingFor    []string    `json:"waiting_for"`
+	Buses         []BusView   `json:"buses"`
+	Bridge        *BridgeView `json:"bridge"`
+	Broker        *BrokerView `json:"broker"`
+}
+
+// BusView is one adapter (bus).
+type BusView struct {
+	Name     string       `json:"name"`
+	Endpoint string       `json:"endpoint,omitempty"`
+	Devices  []DeviceView `json:"devices"`
+}
+
+// DeviceView is one device.
+type DeviceView struct {
+	Name    string `json:"name"`
+	Address string `json:"address,omitempty"`
+	// State is online, offline, or unknown (not polled yet).
+	State          string            `json:"state"`
+	StateSince     *time.Time        `json:"state_since"`
+	LastError      string            `json:"last_error,omitempty"`
+	LastErrorTime  *time.Time        `json:"last_error_time,omitempty"`
+	RequestsOK     uint64            `json:"requests_ok"`
+	RequestsFailed uint64            `json:"requests_failed"`
+	Requests       map[string]uint64 `json:"requests"`
+	PointsBad      int               `json:"points_bad"`
+	Points         []PointView       `json:"points"`
+}
+
+// PointView is one point's latest reading.
+type PointView struct {
+	Name string `json:"name"`
+	// Value is the JSON value as published (null when never read good).
+	Value json.RawMessage `json:"value"`
+	Unit  string          `json:"unit,omitempty"`
+	// Quality is good, bad, or none (not read yet).
+	Quality string `json:"quality"`
+	Error   string `json:"error,omitempty"`
+	// AgeSeconds is the time since the latest good value; null if never.
+	AgeSeconds *float64   `json:"age_seconds"`
+	Time       *time.Time `json:"time"`
+}
+
+// BridgeView is the cloud bridge.
+type BridgeView struct {
+	Connected  bool   `json:"connected"`
+	Upstream   string `json:"upstream"`
+	Backlog    uint64 `json:"backlog"`
+	QueueBytes int64  `json:"queue_bytes"`
+	// OldestAgeSeconds: see oldestTracker.
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	InFlight         int     `json:"in_flight"`
+	// Window is how many publishes may be in flight now (inflight: auto
+	// sizes it to the link); RoundTripSeconds the shortest recent time
+	// from a publish to its acknowledgement (0 before the first).
+	Window           int     `json:"window"`
+	RoundTripSeconds float64 `json:"round_trip_seconds"`
+	Forwarded        uint64  `json:"forwarded"`
+	Acked            uint64  `json:"acked"`
+	Reconnects       uint64  `json:"reconnects"`
+	Dropped          uint64  `json:"dropped"`
+}
+
+// BrokerView is the embedded broker.
+type BrokerView struct {
+	Clients          int64 `json:"clients"`
+	MessagesReceived int64 `json:"messages_received"`
+	MessagesSent     int64 `json:"messages_sent"`
+	Dropped          int64 `json:"dropped"`
+}
+
+// BrokerStats is the embedded broker as the HTTP side reads it.
+type BrokerStats interface{ Stats() localbroker.Stats }
+
+// BridgeStats is the cloud bridge as the HTTP side reads it.
+type BridgeStats interface{ Stats() bridge.Stats }
+
+var (
+	_ BrokerStats = (*localbroker.Broker)(nil)
+	_ BridgeStats = (*bridge.Bridge)(nil)
+)
+
+// dropped sums every way a message meant for the cloud was lost.
+func dropped(st bridge.Stats) uint64 {
+	return st.DroppedFull + st.Expired + st.Corrupt + st.HandoffOverflow + st.DroppedInvalid + st.DroppedShutdown
+}
+
+// oldestTracker estimates the age of the oldest message in the bridge's
+// queue as the time since the queue was last seen empty, sampled every
+// second. The queue is FIFO, so everything it holds arrived after that
+// moment: the figure is an upper bound, exact while a backlog builds up,
+// pessimistic while one drains. A backlog kept across a restart counts
+// from the start. (The queue does not report its oldest record's time.)
+type oldestTracker struct {
+	mu        sync.Mutex
+	lastEmpty time.Time
+}
+
+func (o *oldestTracker) observe(pending uint64, now time.Time) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if pending == 0 || o.lastEmpty.IsZero() {
+		o.lastEmpty = now
+	}
+	if pending == 0 {
+		return 0
+	}
+	return now.Sub(o.lastEmpty)
+}
+
+func stateName(s int) string {
+	switch s {
+	case stateOnline:
+		return "online"
+	case stateOffline:
+		return "offline"
+	}
+	return "unknown"
+}
+
+// status builds the whole Status; device limits it to one device ("" for
+// all).
+func (s *Server) status(device string) Status {
+	now := s.now()
+	st := Status{
+		Gateway: s.GatewayID(), Version: s.o.Version, Time: now,
+		UptimeSeconds: now.Sub(s.start).Seconds(),
+		Buses:         []BusView{},
+	}
+	st.Ready, st.WaitingFor = s.readiness()
+	for _, b := range s.o.Source.Buses() {
+		bv, reqs := s.busView(&b)
+		for i, d := range b.Adapter.Devices() {
+			if device != "" && d.Name != device {
+				continue
+			}
+			dv := s.deviceView(b.Recorder, d, now)
+			if i < len(reqs) {
+				dv.Requests = map[string]uint64{}
+				for r, n := range reqs[i].Requests {
+					dv.Requests[adapters.Result(r).String()] = n
+					if adapters.Result(r) == adapters.ResultOK {
+						dv.RequestsOK += n
+					} else {
+						dv.RequestsFailed += n
+					}
+				}
+				dv.Address = reqs[i].Address
+			}
+			bv.Devices = append(bv.Devices, dv)
+		}
+		if device == "" || len(bv.Devices) > 0 {
+			st.Buses = append(st.Buses, bv)
+		}
+	}
+	if br := s.o.Source.Bridge(); br != nil {
+		bs := br.Stats()
+		st.Bridge = &BridgeView{
+			Connected: bs.Connected, Upstream: bs.Upstream, Backlog: bs.Pending, QueueBytes: bs.Queue.Bytes,
+			OldestAgeSeconds: s.oldest.observe(bs.Pending, now).Seconds(),
+			InFlight:         bs.InFlight, Window: bs.Window, RoundTripSeconds: bs.RoundTrip.Seconds(),
+			Forwarded: bs.Forwarded, Acked: bs.Acked, Reconnects: bs.Reconnects,
+			Dropped: dropped(bs),
+		}
+	}
+	if s.o.Broker != nil {
+		b := s.o.Broker.Stats()
+		st.Broker = &BrokerView{Clients: b.Clients, MessagesReceived: b.MessagesReceived, MessagesSent: b.MessagesSent, Dropped: b.MessagesDropped}
+	}
+	return st
+}
+
+// busView is a bus without its devices, and the adapter's counters per
+// device (nil for an adapter that keeps none).
+func (s *Server) busView(b *Bus) (BusView, []adapters.DeviceStatus) {
+	if r, ok := b.Adapter.(adapters.StatusReporter); ok {
+		bs := r.Status()
+		return BusView{Name: b.busName(&bs), Endpoint: bs.Endpoint}, bs.Devices
+	}
+	return BusView{Name: b.busName(nil)}, nil
+}
+
+func (s *Server) deviceView(rec *Recorder, d *adapters.Device, now time.Time) DeviceView {
+	dv := DeviceView{Name: d.Name, State: "unknown", Points: []PointView{}}
+	dr := rec.device(d)
+	if dr == nil {
+		return dv
+	}
+	snap := dr.snapshot(true)
+	dv.State = stateName(snap.state)
+	if !snap.since.IsZero() {
+		t := snap.since
+		dv.StateSince = &t
+	}
+	if snap.lastErr != nil {
+		dv.LastError = snap.lastErr.Error()
+		t := snap.lastErrTime
+		dv.LastErrorTime = &t
+	}
+	for i, p := range d.Points {
+		pr := snap.points[i]
+		pv := PointView{Name: p.Name, Unit: p.Unit, Quality: "none", Value: json.RawMessage("null")}
+		if pr.seen {
+			t := pr.at
+			pv.Time = &t
+			pv.Quality = "good"
+			if pr.err != nil {
+				pv.Quality, pv.Error = "bad", pr.err.Error()
+				dv.PointsBad++
+			} else {
+				pv.Value = pr.value.AppendJSON(nil)
+			}
+		}
+		if !pr.lastGood.IsZero() {
+			age := now.Sub(pr.lastGood).Seconds()
+			pv.AgeSeconds = &age
+		}
+		dv.Points = append(dv.Points, pv)
+	}
+	return dv
+}
