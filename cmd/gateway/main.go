@@ -4,6 +4,7 @@
 //	gateway run --config FILE     run until SIGINT/SIGTERM (the default)
 //	gateway check --config FILE   validate the config and print the poll plan
 //	gateway simulate [--listen]   run the built-in Modbus TCP device simulator
+//	gateway passwd                print a password's bcrypt hash (broker.users)
 //	gateway version               print the version
 package main
 
@@ -49,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(args, stdout, stderr)
 	case "simulate":
 		return cmdSimulate(args, stderr)
+	case "passwd":
+		return cmdPasswd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
@@ -68,6 +71,7 @@ commands:
   run       run the gateway until SIGINT/SIGTERM (default)
   check     validate the config and print the poll plan, without touching devices
   simulate  run the built-in Modbus TCP device simulator (the demo's device)
+  passwd    print the bcrypt hash of a password, for broker.users
   version   print the version
 
 Run 'gateway <command> -h' for the command's flags.
