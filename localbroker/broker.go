@@ -75,7 +75,7 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		Capabilities: caps,
 		// mochi reports every client connect at info level; that belongs
 		// in debug output on a gateway that runs for years.
-		Logger:                   slog.New(floorHandler{log.Handler(), slog.LevelWarn, closing}),
+		Logger:                   slog.New(floorHandler{log.Handler(), slog.LevelWarn, closing, new(limiter)}),
 		ClientNetWriteBufferSize: 16 << 10,
 		ClientNetReadBufferSize:  4 << 10,
 	})
@@ -292,11 +292,25 @@ func (b *Broker) quiesce(limit time.Duration) {
 }
 
 // floorHandler drops mochi's records below a minimum level, and below Error
-// once the broker is closing.
+// once the broker is closing. mochi warns once per message it cannot queue
+// for a client at max_inflight: a stuck QoS 1 subscriber would write a line
+// per value polled; those pass once per 10 s (Stats counts them all).
 type floorHandler struct {
 	slog.Handler
 	min     slog.Level
 	closing *atomic.Bool
+	quota   *limiter
+}
+
+func (h floorHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "client store quota reached" || r.Message == "packet ids exhausted" {
+		n, ok := h.quota.allow(r.Time)
+		if !ok {
+			return nil
+		}
+		r.AddAttrs(slog.Int("not_logged", n))
+	}
+	return h.Handler.Handle(ctx, r)
 }
 
 func (h floorHandler) Enabled(ctx context.Context, l slog.Level) bool {
@@ -307,9 +321,9 @@ func (h floorHandler) Enabled(ctx context.Context, l slog.Level) bool {
 }
 
 func (h floorHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return floorHandler{h.Handler.WithAttrs(as), h.min, h.closing}
+	return floorHandler{h.Handler.WithAttrs(as), h.min, h.closing, h.quota}
 }
 
 func (h floorHandler) WithGroup(name string) slog.Handler {
-	return floorHandler{h.Handler.WithGroup(name), h.min, h.closing}
+	return floorHandler{h.Handler.WithGroup(name), h.min, h.closing, h.quota}
 }

@@ -19,7 +19,7 @@ import (
 
 func startWith(t *testing.T, cfg Config, log *slog.Logger) *Broker {
 	t.Helper()
-	if cfg.Listen == "" {
+	if cfg.Listen == "" && len(cfg.Listeners) == 0 {
 		cfg.Listen = "127.0.0.1:0"
 	}
 	cfg.Check(failReporter{t})

@@ -91,7 +91,7 @@ func (c *Config) checkListeners(r Reporter) {
 			r.Errorf(key+".address", "listener needs an address (host:port, e.g. 0.0.0.0:8883)")
 		} else if _, _, err := net.SplitHostPort(l.Address); err != nil {
 			r.Errorf(key+".address", "address %q is not host:port: %v", l.Address, err)
-		} else if prev, dup := seen[l.Address]; dup {
+		} else if prev, dup := seen[l.Address]; dup && !strings.HasSuffix(l.Address, ":0") {
 			r.Errorf(key+".address", "listeners[%d] already listens on %s", prev, l.Address)
 		}
 		seen[l.Address] = i
