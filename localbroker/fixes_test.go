@@ -323,3 +323,26 @@ func TestClientCloseLogsNoEmptyWarning(t *testing.T) {
 		t.Errorf("a client closing its socket logged at %v: %q", r.Level, r.Message)
 	}
 }
+
+// TestQueuedMessagesExpire: message_expiry still applies to what waits for
+// an offline session (mochi's own expiry of it is off, with retained
+// values' expiry).
+func TestQueuedMessagesExpire(t *testing.T) {
+	b := startWith(t, Config{MessageExpiry: time.Second}, nil)
+	c := testpeer.StartPaho(t, testpeer.PahoOptions{Addr: b.Addr(), ClientID: "expiry-test", Persistent: true})
+	c.Send(map[string]any{"op": "sub", "filter": "plant1/#", "qos": 1})
+	c.WaitEvent(t, 5*time.Second, func(e testpeer.PahoEvent) bool { return e.Ev == "suback" })
+	c.Send(map[string]any{"op": "disconnect"})
+	c.WaitEvent(t, 5*time.Second, func(e testpeer.PahoEvent) bool { return e.Ev == "disconnect" })
+	waitFor(t, "the client to be gone", func() bool { return b.Stats().Clients == 0 })
+	publishSetpoints(t, b, 3)
+	waitFor(t, "the queued messages to expire", func() bool { return b.Stats().QueuedExpired == 3 })
+	if err := b.Publish("plant1/pump/speed_setpoint", []byte("fresh"), false, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.Send(map[string]any{"op": "connect"})
+	c.WaitEvent(t, 5*time.Second, func(e testpeer.PahoEvent) bool { return e.Ev == "msg" && e.Payload == "fresh" })
+	if n := countMsgs(c); n != 1 {
+		t.Errorf("got %d messages after reconnecting, want only the fresh one:%v", n, c.Events())
+	}
+}
