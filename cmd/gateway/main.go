@@ -4,6 +4,7 @@
 //	gateway run --config FILE     run until SIGINT/SIGTERM; SIGHUP reloads (the default)
 //	gateway check --config FILE   validate the config and print the poll plan
 //	gateway simulate [--listen]   run the built-in Modbus TCP device simulator
+//	gateway passwd                print a password's bcrypt hash for broker.users
 //	gateway version               print the version
 //	gateway help [COMMAND]        list the commands, or explain one
 package main

@@ -206,8 +206,10 @@ func (cfg *Config) check() {
 		if s.Listen == "" {
 			s.Listen = simulator.DefaultListen
 		}
-		if s.Listen == cfg.Broker.Listen {
-			c.errorf("simulator.listen", "the simulator and the broker both listen on %s", s.Listen)
+		for _, a := range cfg.Broker.Addresses() {
+			if s.Listen == a {
+				c.errorf("simulator.listen", "the simulator and the broker both listen on %s", s.Listen)
+			}
 		}
 	}
 	if cfg.Bridge != nil {
