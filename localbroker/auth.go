@@ -15,16 +15,32 @@ import (
 // certificate's CN on identity listeners) and applies the ACLs. mochi asks
 // every hook and admits when any one says yes, so it must be the only hook
 // that provides these events.
+//
+// Its rules are one authState, swapped whole by a reload (reconfigure.go):
+// every decision loads the state once, so it never mixes two configs.
 type authHook struct {
 	mqtt.HookBase
+	state    atomic.Pointer[authState]
+	log      *slog.Logger
+	stats    *secStats
+	refusals limiter
+
+	// b disconnects the clients a reload revoked (reconfigure.go).
+	b *Broker
+}
+
+// authState is what authHook decides by: one config's users, anonymous
+// access and identity listeners.
+type authState struct {
 	users     *Users
 	anonymous bool
 	anonACL   acl
 	identity  map[string]bool // listener id -> CN is the username
-	log       *slog.Logger
-	stats     *secStats
-	refusals  limiter
 }
+
+// denyAll is the ACL of a client whose username is no longer a user (a
+// reload revoked it, and disconnects it): nothing.
+var denyAll = acl{}
 
 // secStats are the security counters.
 type secStats struct {
@@ -35,7 +51,8 @@ func (*authHook) ID() string { return "fieldbridge-auth" }
 
 func (*authHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribed:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribed,
+		mqtt.OnSessionEstablished:
 		return true
 	}
 	return false
@@ -43,11 +60,12 @@ func (*authHook) Provides(b byte) bool {
 
 // OnConnectAuthenticate admits or refuses a CONNECT.
 func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	reason := h.authenticate(cl, pk)
+	st := h.state.Load()
+	reason := st.authenticate(cl, pk)
 	if reason == "" && pk.Connect.WillFlag {
 		// mochi publishes wills without an ACL check: a read-only account
 		// must not reach …/set through its will.
-		a, user := h.aclFor(cl)
+		a, user := st.aclFor(cl)
 		if !a.canPublish(pk.Connect.WillTopic, user, cl.ID) {
 			reason = "the will topic " + pk.Connect.WillTopic + " is not writable for this client"
 		}
@@ -63,40 +81,62 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 	return false
 }
 
-// authenticate returns why a client is refused, or "".
-func (h *authHook) authenticate(cl *mqtt.Client, pk packets.Packet) string {
-	if h.identity[cl.Net.Listener] {
+// authenticate returns why a client is refused, or "". It sets the
+// client's username to what the ACLs know it by.
+func (s *authState) authenticate(cl *mqtt.Client, pk packets.Packet) string {
+	reason, _, name, set := s.decide(cl, pk)
+	if reason == "" && set {
+		cl.Properties.Username = name
+	}
+	return reason
+}
+
+// admits is authenticate for a client admitted already, changing nothing;
+// revoke says the refusal is for good (no such user, or no anonymous
+// clients), not for the credentials.
+func (s *authState) admits(cl *mqtt.Client, pk packets.Packet) (reason string, revoke bool) {
+	reason, revoke, _, _ = s.decide(cl, pk)
+	return reason, revoke
+}
+
+// decide is the authentication: why a client is refused ("" if admitted),
+// whether for good, and the username to set, if set.
+func (s *authState) decide(cl *mqtt.Client, pk packets.Packet) (reason string, revoke bool, name []byte, set bool) {
+	if s.identity[cl.Net.Listener] {
 		cn := peerCN(cl)
 		if cn == "" {
-			return "no client certificate common name"
+			return "no client certificate common name", false, nil, false
 		}
-		if _, ok := h.users.lookup(cn); !ok {
-			return "certificate common name " + cn + " is not a configured user"
+		if _, ok := s.users.lookup(cn); !ok {
+			return "certificate common name " + cn + " is not a configured user", true, nil, false
 		}
-		cl.Properties.Username = []byte(cn)
-		return ""
+		return "", false, []byte(cn), true
 	}
 	username := string(pk.Connect.Username)
 	if username == "" {
 		switch {
 		case len(pk.Connect.Password) > 0:
-			return "a password without a username"
-		case !h.anonymous:
-			return "anonymous clients are refused (no username)"
+			return "a password without a username", false, nil, false
+		case !s.anonymous:
+			return "anonymous clients are refused (no username)", true, nil, false
 		}
-		return ""
+		return "", false, nil, false
 	}
-	if h.users.Len() == 0 {
-		if !h.anonymous {
-			return "anonymous clients are refused and there are no users"
+	if s.users.Len() == 0 {
+		if !s.anonymous {
+			return "anonymous clients are refused and there are no users", true, nil, false
 		}
-		cl.Properties.Username = nil // no accounts: a username means nothing
-		return ""
+		return "", false, nil, true // no accounts: a username means nothing
 	}
-	if _, ok := h.users.verify(username, string(pk.Connect.Password)); !ok {
-		return "wrong username or password"
+	if _, ok := s.users.lookup(username); !ok {
+		// verify costs the same for unknown users: timing tells nothing.
+		s.users.verify(username, string(pk.Connect.Password))
+		return "wrong username or password", true, nil, false
 	}
-	return ""
+	if _, ok := s.users.verify(username, string(pk.Connect.Password)); !ok {
+		return "wrong username or password", false, nil, false
+	}
+	return "", false, nil, false
 }
 
 // peerCN is the common name of the client certificate, if any.
@@ -112,20 +152,23 @@ func peerCN(cl *mqtt.Client) string {
 	return st.PeerCertificates[0].Subject.CommonName
 }
 
-// aclFor returns a connected client's rules and the username for %u.
-func (h *authHook) aclFor(cl *mqtt.Client) (acl, string) {
+// aclFor returns a connected client's rules and the username for %u. A
+// username that is not (or no longer) a user gets nothing: it must not
+// fall back to the anonymous rules.
+func (s *authState) aclFor(cl *mqtt.Client) (acl, string) {
 	if len(cl.Properties.Username) > 0 {
-		if a, ok := h.users.byName[string(cl.Properties.Username)]; ok {
+		if a, ok := s.users.byName[string(cl.Properties.Username)]; ok {
 			return a.acl, a.name
 		}
+		return denyAll, ""
 	}
-	return h.anonACL, ""
+	return s.anonACL, ""
 }
 
 // OnACLCheck decides subscriptions, the delivery of each message, and
 // publishes of MQTT 5 clients (mochi answers those with reason code 0x87).
 func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	a, user := h.aclFor(cl)
+	a, user := h.state.Load().aclFor(cl)
 	if !write {
 		return a.canRead(topic, user, cl.ID)
 	}
@@ -148,7 +191,7 @@ func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	if cl.Net.Inline || cl.Properties.ProtocolVersion >= 5 {
 		return pk, nil
 	}
-	a, user := h.aclFor(cl)
+	a, user := h.state.Load().aclFor(cl)
 	if a.canPublish(pk.TopicName, user, cl.ID) {
 		return pk, nil
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -30,22 +29,27 @@ type Handler = func(topic string, payload []byte, retain bool, qos byte, origin 
 
 // Broker is the embedded broker.
 type Broker struct {
-	cfg       Config
 	log       *slog.Logger
 	srv       *mqtt.Server
-	users     *Users
-	listeners []listeners.Listener
+	auth      *authHook
 	subID     atomic.Int64
-	mu        sync.Mutex
-	origins   map[string]*mqtt.Client
+	origins   map[string]*mqtt.Client // guarded by mu
 	closed    atomic.Bool
 	closing   *atomic.Bool // shared with mochi's log handler
 	sweepStop chan struct{}
 	sweepDone chan struct{}
 
+	mu        sync.Mutex
+	cfg       Config      // in force; replaced by Reconfigure's Commit
+	listeners []*listener // in config order
+	nextID    int         // for listener ids; touched only by Start and Prepare
+
+	// The limits a reload can change at once (reconfigure.go).
+	connectTimeout, messageExpiry atomic.Int64 // time.Duration
+	maxClients, maxConns          atomic.Int64
+
 	// Security counters and guards (auth.go, listeners.go).
 	sec                   secStats
-	maxConns              int
 	conns                 atomic.Int64
 	refusedConns          atomic.Int64
 	expired, aliasDropped atomic.Int64
@@ -60,7 +64,9 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	log = log.With("component", "broker")
 	closing := new(atomic.Bool)
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumClients = int64(cfg.MaxClients)
+	// max_clients is enforced by fixHook.OnConnect, where a reload can
+	// change it: mochi reads its own without synchronisation.
+	caps.MaximumClients = math.MaxInt64
 	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 	caps.MaximumInflight = uint16(min(cfg.MaxInflight, math.MaxUint16))
 	caps.ReceiveMaximum = uint16(min(cfg.MaxInflight, math.MaxUint16))
@@ -79,6 +85,26 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 		ClientNetWriteBufferSize: 16 << 10,
 		ClientNetReadBufferSize:  4 << 10,
 	})
+	b := &Broker{cfg: cfg, log: log, srv: srv, origins: map[string]*mqtt.Client{}, closing: closing}
+	b.setLimits(cfg)
+	st, err := newAuthState(cfg, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	b.auth = &authHook{log: log, stats: &b.sec, b: b}
+	b.auth.state.Store(st)
+	for _, h := range []mqtt.Hook{b.auth, &fixHook{b: b}} {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// newAuthState compiles a config's users and ACLs for the listeners ls.
+// Passwords that verified under prev stay remembered for the users whose
+// hash did not change.
+func newAuthState(cfg Config, ls []*listener, prev *authState) (*authState, error) {
 	users, err := NewUsers(cfg.Users)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -87,39 +113,49 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: anonymous_acl: %w", err)
 	}
-	b := &Broker{cfg: cfg, log: log, srv: srv, users: users, origins: map[string]*mqtt.Client{}, closing: closing,
-		maxConns: cfg.MaxClients + max(16, cfg.MaxClients/4)}
-	auth := &authHook{users: users, anonymous: cfg.anonymous, anonACL: anonACL, identity: map[string]bool{},
-		log: log, stats: &b.sec}
-	for i, l := range cfg.Listeners {
-		if l.UseIdentityAsUsername {
-			auth.identity[fmt.Sprintf("%s%d", l.Type, i)] = true
+	if prev != nil {
+		users.inherit(prev.users)
+	}
+	st := &authState{users: users, anonymous: cfg.anonymous, anonACL: anonACL, identity: map[string]bool{}}
+	for _, l := range ls {
+		if l.conf.UseIdentityAsUsername {
+			st.identity[l.id] = true
 		}
 	}
-	for _, h := range []mqtt.Hook{auth, &fixHook{b: b}} {
-		if err := srv.AddHook(h, nil); err != nil {
-			return nil, fmt.Errorf("broker: %w", err)
-		}
-	}
-	return b, nil
+	return st, nil
+}
+
+// setLimits stores the limits that apply at once.
+func (b *Broker) setLimits(cfg Config) {
+	b.connectTimeout.Store(int64(cfg.ConnectTimeout))
+	b.messageExpiry.Store(int64(cfg.MessageExpiry))
+	b.maxClients.Store(int64(cfg.MaxClients))
+	b.maxConns.Store(int64(cfg.MaxClients + max(16, cfg.MaxClients/4)))
 }
 
 // topicAliasMaximum is how many topic aliases a client may use towards the
 // broker (advertised in the MQTT 5 CONNACK).
 const topicAliasMaximum = 1024
 
-// Start opens the listeners and starts serving.
+// Start opens the listeners and starts serving. A listener that cannot
+// open its address is a *ListenError.
 func (b *Broker) Start() error {
+	var ls []*listener
 	for i, lc := range b.cfg.Listeners {
-		l, err := b.newListener(i, lc)
-		if err == nil {
-			err = b.srv.AddListener(l)
-		}
+		l, err := b.openListener(lc)
 		if err != nil {
-			return fmt.Errorf("broker: %s listener on %s: %w", lc.Type, lc.Address, err)
+			return listenError(i, lc, err)
 		}
-		b.listeners = append(b.listeners, l)
+		ls = append(ls, l)
 	}
+	st, err := newAuthState(b.cfg, ls, b.auth.state.Load())
+	if err != nil {
+		return err
+	}
+	b.auth.state.Store(st)
+	b.mu.Lock()
+	b.listeners = ls
+	b.mu.Unlock()
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
@@ -128,8 +164,8 @@ func (b *Broker) Start() error {
 		defer close(b.sweepDone)
 		b.sweepExpired(b.sweepStop)
 	}()
-	for _, l := range b.listeners {
-		b.log.Info("mqtt broker listening", "type", l.Protocol(), "addr", l.Address())
+	for _, l := range ls {
+		b.log.Info("mqtt broker listening", "type", l.conf.Type, "addr", l.g.Address())
 	}
 	return nil
 }
@@ -139,24 +175,27 @@ func (b *Broker) Addr() string {
 	if addrs := b.Addrs(); len(addrs) > 0 {
 		return addrs[0]
 	}
-	return b.cfg.Listen
+	return ""
 }
 
 // Addrs are the addresses the listeners are bound to, in config order.
 func (b *Broker) Addrs() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if len(b.listeners) == 0 {
 		return b.cfg.Addresses()
 	}
 	out := make([]string, len(b.listeners))
 	for i, l := range b.listeners {
-		out[i] = l.Address()
+		out[i] = l.g.Address()
 	}
 	return out
 }
 
-// Users verifies usernames and passwords against broker.users (the HTTP
-// endpoint uses it for basic authentication).
-func (b *Broker) Users() *Users { return b.users }
+// Users verifies usernames and passwords against broker.users, as they are
+// since the last reload (the HTTP endpoint uses it for basic
+// authentication: ask again for each request).
+func (b *Broker) Users() *Users { return b.auth.state.Load().users }
 
 // authFailures counts a refused connection.
 func (b *Broker) authFailures() { b.sec.authFailures.Add(1) }

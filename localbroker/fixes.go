@@ -48,6 +48,16 @@ const firstPacketID = 32768
 
 // OnConnect runs after the CONNECT is parsed, before the session exists.
 func (h *fixHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	// max_clients, as mochi would check it (it is told no limit, so that a
+	// reload can change this one).
+	if atomic.LoadInt64(&h.b.srv.Info.ClientsConnected) >= h.b.maxClients.Load() {
+		code := packets.ErrServerBusy
+		if cl.Properties.ProtocolVersion < 5 {
+			code = packets.ErrServerUnavailable
+		}
+		_ = h.b.srv.SendConnack(cl, code, false, nil)
+		return code
+	}
 	// No outbound topic aliases for sessions that outlive the connection:
 	// what is queued for them is re-sent on a connection that never saw
 	// the alias. (Clean sessions keep them.)
@@ -172,12 +182,12 @@ func (h *fixHook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Pac
 func (b *Broker) sweepExpired(done <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	maxAge := int64(b.cfg.MessageExpiry / time.Second)
 	for {
 		select {
 		case <-done:
 			return
 		case now := <-t.C:
+			maxAge := int64(time.Duration(b.messageExpiry.Load()) / time.Second)
 			for _, cl := range b.srv.Clients.GetAll() {
 				if cl.State.Inflight.Len() > 0 {
 					n := len(cl.ClearExpiredInflights(now.Unix(), maxAge))

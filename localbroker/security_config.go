@@ -110,10 +110,9 @@ func (c *Config) checkListeners(r Reporter) {
 		if l.UseIdentityAsUsername && l.ClientCAFile == "" {
 			r.Errorf(key+".use_identity_as_username", "use_identity_as_username needs client_ca_file: without client certificates there is no identity")
 		}
-		conf, err := serverTLS(*l)
-		if err != nil {
-			r.Errorf(key+"."+err.key, "%v", err.err)
-			continue
+		conf, errs := serverTLS(*l)
+		for _, e := range errs {
+			r.Errorf(key+"."+e.key, "%v", e.err)
 		}
 		l.tls = conf
 	}
@@ -150,7 +149,7 @@ func (c *Config) checkUsers(r Reporter) {
 		}
 		switch {
 		case u.PasswordHash != "":
-			if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			if err := checkHash(u.PasswordHash); err != nil {
 				r.Errorf(key+".password_hash", "password_hash is not a bcrypt hash (%v): `gateway passwd` prints one; plaintext passwords are refused", err)
 			}
 		case u.Password == "" && !c.identityListener():
@@ -159,6 +158,31 @@ func (c *Config) checkUsers(r Reporter) {
 		checkACL(r, key+".acl", u.ACL)
 	}
 	checkACL(r, "anonymous_acl", c.AnonymousACL)
+}
+
+// checkHash checks a bcrypt hash entirely: bcrypt.Cost reads only its
+// prefix, and a hash damaged further on (cut short in an editor, a
+// character lost in a copy) would be accepted and never match any
+// password.
+func checkHash(h string) error {
+	if _, err := bcrypt.Cost([]byte(h)); err != nil {
+		return err
+	}
+	prefix := len("$2a$10$")
+	if h[2] == '$' {
+		prefix = len("$2$10$") // the first version, without a minor one
+	}
+	size := prefix + 22 + 31 // the salt and the hash, in bcrypt's base64
+	if len(h) != size {
+		return fmt.Errorf("%d characters, a bcrypt hash has %d", len(h), size)
+	}
+	for i := prefix; i < size; i++ {
+		c := h[i]
+		if !(c == '.' || c == '/' || '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+			return fmt.Errorf("character %d (%q) is not one of bcrypt's", i+1, c)
+		}
+	}
+	return nil
 }
 
 func checkACL(r Reporter, key string, rules []ACLRule) {

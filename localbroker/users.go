@@ -1,6 +1,7 @@
 package localbroker
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -59,6 +60,22 @@ func NewUsers(users []User) (*Users, error) {
 		u.byName[user.Username] = acc
 	}
 	return u, nil
+}
+
+// inherit takes over the passwords that verified under old, for the users
+// whose hash is the same in both (a changed hash forgets its password: the
+// old one must fail from now on).
+func (u *Users) inherit(old *Users) {
+	u.key = old.key
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	for name, mac := range old.verified {
+		if a, ok := u.byName[name]; ok {
+			if o, ok := old.byName[name]; ok && a.hash != nil && bytes.Equal(a.hash, o.hash) {
+				u.verified[name] = mac
+			}
+		}
+	}
 }
 
 // Len is the number of users.

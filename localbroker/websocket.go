@@ -102,6 +102,11 @@ func (w *wsListener) Close(closeClients listeners.CloseFn) {
 	if w.srv != nil {
 		_ = w.srv.Close()
 	}
+	if w.ln != nil {
+		// The http.Server closes only a socket it served: one bound but
+		// never served (a reload that was rejected) is closed here.
+		_ = w.ln.Close()
+	}
 }
 
 // wsConn is an MQTT byte stream over WebSocket binary messages; a message
