@@ -30,7 +30,8 @@ echo "== publisher alone: encoding cost per point"
 go test ./internal/publisher -run '^$' -bench . -benchtime 20000x | grep ^Benchmark
 
 echo "== pipeline in one process: poll, decode, publish, 1 subscriber; 8 devices x 500 registers every 100 ms"
-echo "   metrics=on: through the HTTP side's recorder, /metrics scraped every second"
+echo "   metrics=on: through the HTTP side's recorder, /metrics scraped every second;"
+echo "   auth=on: the subscriber logs in and an ACL is checked for every message delivered"
 go test ./bench -run '^$' -bench Pipeline -benchtime 1x -count 3 | grep ^Benchmark
 
 echo "== end to end: pymodbus over TCP, a separate gateway process, mosquitto_sub on everything"

@@ -88,7 +88,7 @@ func (g *gateway) start(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	if err := g.broker.Start(); err != nil {
-		return explainListen(err, "broker", cfg.Broker.Listen, "is another MQTT broker (mosquitto) running?")
+		return explainBroker(err)
 	}
 	if g.bridge != nil {
 		g.runBridge(g.bridge)

@@ -42,9 +42,9 @@ type Reporter interface {
 }
 
 // Check fills the default and reports problems; it reads the TLS files, so
-// that a wrong path fails `gateway check` and not the start. brokerListen
-// is the MQTT listener's address, which the HTTP side must not take.
-func (c *Config) Check(brokerListen string, r Reporter) {
+// that a wrong path fails `gateway check` and not the start. brokerAddrs
+// are the MQTT listeners' addresses, which the HTTP side must not take.
+func (c *Config) Check(brokerAddrs []string, r Reporter) {
 	c.checked = true
 	if c.Listen == nil {
 		def := DefaultListen
@@ -62,8 +62,10 @@ func (c *Config) Check(brokerListen string, r Reporter) {
 		r.Errorf("listen", "listen %q is not host:port: %v", addr, err)
 		return
 	}
-	if addr == brokerListen {
-		r.Errorf("listen", "the HTTP side and the broker both listen on %s", addr)
+	for _, b := range brokerAddrs {
+		if addr == b {
+			r.Errorf("listen", "the HTTP side and the broker both listen on %s", addr)
+		}
 	}
 	if port == "9100" {
 		r.Warnf("listen", "port 9100 is node_exporter's; the gateway's default is %s", DefaultListen)

@@ -52,7 +52,7 @@ func TestConfigCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var r reporter
-			tc.c.Check("127.0.0.1:1883", &r)
+			tc.c.Check([]string{"127.0.0.1:1883"}, &r)
 			check := func(what string, got []string, want string) {
 				if want == "" && len(got) > 0 || want != "" && (len(got) != 1 || !strings.Contains(got[0], want)) {
 					t.Errorf("%s: %q, want one containing %q", what, got, want)
@@ -94,7 +94,7 @@ func (nullSink) Availability(*adapters.Device, bool) {}
 func newTestServer(t *testing.T, c Config, auth Authenticator) (*Server, *Recorder, *adapters.Device) {
 	t.Helper()
 	var r reporter
-	c.Check("127.0.0.1:1883", &r)
+	c.Check([]string{"127.0.0.1:1883"}, &r)
 	if len(r.errs) > 0 {
 		t.Fatal(r.errs)
 	}
@@ -205,7 +205,7 @@ func TestDefaultAddressTaken(t *testing.T) {
 	taken := l.Addr().String()
 	c := Config{Listen: str(taken)}
 	var r reporter
-	c.Check("", &r)
+	c.Check(nil, &r)
 	src := FixedSource(nil, nil)
 	s, _ := New(Options{Config: c, Source: src})
 	if err := s.Start(); err == nil || !strings.Contains(err.Error(), taken) {
