@@ -188,7 +188,14 @@ func (c *writeCodec) encodeNumber(v adapters.Value) (uint64, error) {
 // integer (halves away from zero).
 func (c *writeCodec) scaledRaw(v adapters.Value, f float64, lo int64, hi uint64) (uint64, error) {
 	s := &c.spec
-	r := math.Round((f - s.offset) / s.scale)
+	r := (f - s.offset) / s.scale
+	if math.Abs(r) < 1<<30 {
+		// A decimal half in binary floating point lands just beside .5
+		// (-61.55 with offset -40 and scale 0.1 is -215.49999999999997):
+		// drop that noise first, so halves round away from zero as written.
+		r = math.Round(r*1e6) / 1e6
+	}
+	r = math.Round(r)
 	// The float bounds are exact powers of two for 64-bit types, where
 	// float64(hi) would round up past the range.
 	var flo, fhi float64

@@ -111,6 +111,7 @@ func TestEncodeScaledRoundsToNearestRaw(t *testing.T) {
 		{TypeInt16, 0.1, 0, adapters.Float64(21.55), 216, "21.6"},
 		{TypeInt16, 0.1, 0, adapters.Float64(-20.05), -201, "-20.1"}, // halves away from zero
 		{TypeUint16, 0.01, 0, adapters.Float64(123.45), 12345, "123.45"},
+		{TypeInt16, 0.1, -40, adapters.Float64(-61.55), -216, "-61.6"}, // -215.49999999999997 in floating point
 		{TypeUint16, 1, -40, adapters.Int(25), 65, "25"},
 		{TypeUint16, 0.5, 10, adapters.Float64(11.2), 2, "11"},
 		{TypeInt32, -0.1, 0, adapters.Float64(5), -50, "5"},
