@@ -14,6 +14,7 @@ import (
 
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
+	cmdrouter "github.com/fieldbridge/fieldbridge/internal/commands"
 	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
 	"github.com/fieldbridge/fieldbridge/localbroker"
@@ -29,7 +30,9 @@ type gateway struct {
 	broker *localbroker.Broker
 	sim    *simulator.Simulator
 	bridge *bridge.Bridge
-	wg     sync.WaitGroup // the buses' goroutines and the watchdog's
+	// commands routes …/set commands to the buses; a reload updates it.
+	commands *cmdrouter.Router
+	wg       sync.WaitGroup // the buses' goroutines and the watchdog's
 
 	mu    sync.Mutex // guards buses and bridge, read by the watchdog while a reload replaces them
 	buses []*bus     // in config order
@@ -85,6 +88,9 @@ func (g *gateway) start(ctx context.Context, cfg *config.Config) error {
 	}
 	if g.bridge != nil {
 		g.runBridge(g.bridge)
+	}
+	if err := g.startCommands(ctx, cfg.Gateway.ID, built); err != nil {
+		return err
 	}
 	for i, a := range built {
 		g.buses = append(g.buses, g.startBus(ctx, cfg, i, a))
