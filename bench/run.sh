@@ -37,6 +37,9 @@ go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 3 | grep ^Benchma
 echo "   the same with GOMAXPROCS=1 (fewer cross-thread wake-ups per message)"
 GOMAXPROCS=1 go test ./bench -run '^$' -bench EndToEnd -benchtime 1x -count 2 | grep ^Benchmark
 
+echo "== writes: command-to-result latency over TCP to pymodbus, alone and with 4,000 points polling on the same bus"
+go test ./bench -run '^$' -bench WriteLatency -benchtime 1x -count 3 | grep ^Benchmark
+
 echo "== modbus transports and planner"
 go test ./adapters/modbus/transport -run '^$' -bench . -benchtime 2s | grep ^Benchmark
 
