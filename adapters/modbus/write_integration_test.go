@@ -352,3 +352,62 @@ adapters:
 		t.Errorf("write stats %+v", st)
 	}
 }
+
+// TestWriteOverRTU: writes over a paced serial line (socat pty pairs, the
+// device answering one character at a time): FC06, FC16, FC05, the bit
+// read-modify-write, and an exception reply to a write read at its true
+// length, after which the line is still in step.
+func TestWriteOverRTU(t *testing.T) {
+	dev := testpeer.StartRTU(t, testpeer.DeviceSpec{
+		Units:      map[byte]testpeer.UnitSpec{1: {Holding: map[uint16]uint16{4: 0x8001}}},
+		Exceptions: []testpeer.ExceptionRange{{Unit: 1, Table: testpeer.Holding, Start: 9, End: 9, Code: 3}},
+	}, testpeer.LineOptions{})
+	a, sink, _ := startBus(t, `gateway: {id: it}
+adapters:
+  - name: bus
+    type: modbus
+    transport: rtu
+    device: `+dev.Path+`
+    baud: 19200
+    timeout: 500ms
+    devices:
+      - name: dev
+        unit: 1
+        interval: 1h
+        points:
+          - {name: sp, table: holding, address: 0, writable: true}
+          - {name: ramp, table: holding, address: 1, type: float32, order: CDAB, writable: true}
+          - {name: flag, table: holding, address: 4, type: bool, bit: 6, writable: true}
+          - {name: locked, table: holding, address: 9, writable: true}
+          - {name: run, table: coil, address: 3, writable: true}
+`)
+	sink.waitFor(t, 10*time.Second, "the first poll", func() bool { return sink.avail["dev"] })
+	for _, c := range []struct {
+		point string
+		v     adapters.Value
+		back  string
+	}{
+		{"sp", adapters.Int(4321), "4321"},
+		{"ramp", adapters.Float64(-1.5), "-1.5"},
+		{"flag", adapters.Bool(true), "true"},
+		{"run", adapters.Bool(true), "true"},
+	} {
+		r := write(t, a, "dev", c.point, c.v)
+		if r.Err != nil || r.ReadBack.String() != c.back {
+			t.Errorf("%s: %+v", c.point, r)
+		}
+	}
+	if got := dev.Get(1, testpeer.Holding, 0, 5); !slices.Equal(got, []uint16{4321, 0x0000, 0xBFC0, 0, 0x8041}) {
+		t.Errorf("holding 0..4 = %04x", got)
+	}
+	if !dev.GetBits(1, testpeer.Coil, 3, 1)[0] {
+		t.Error("coil 3 not set")
+	}
+	r := write(t, a, "dev", "locked", adapters.Int(1))
+	if !errors.Is(r.Err, adapters.ErrDeviceRefused) || !strings.Contains(r.Err.Error(), "modbus exception 3 (illegal data value)") {
+		t.Errorf("exception: %v", r.Err)
+	}
+	if r := write(t, a, "dev", "sp", adapters.Int(7)); r.Err != nil || r.ReadBack.String() != "7" {
+		t.Errorf("after the exception: %+v", r)
+	}
+}
