@@ -20,12 +20,10 @@ import (
 // the point's type and its optional limits (engineering units).
 type writeCodec struct {
 	spec     codecSpec
-	regs     int // registers covered (register points)
 	min, max *float64
 }
 
-// errWrongType and the other refusal texts are wrapped by the caller with the
-// point's name.
+// The refusal texts below are wrapped by the caller with the point's name.
 
 // boolOf accepts true/false, and 0/1 as many HMIs send for coils.
 func boolOf(v adapters.Value) (bool, error) {

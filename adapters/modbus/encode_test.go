@@ -23,11 +23,7 @@ func mustCodec(t testing.TB, typ DataType, order string, opt func(*codecSpec)) (
 	if s.scaled {
 		s.decimals = max(adapters.DecimalsOf(s.scale), adapters.DecimalsOf(s.offset))
 	}
-	regs := typ.registers()
-	if typ == TypeString {
-		regs = s.length
-	}
-	return writeCodec{spec: s, regs: regs}, newDecoder(s)
+	return writeCodec{spec: s}, newDecoder(s)
 }
 
 func neg64(i int64) uint64 { return uint64(i) }

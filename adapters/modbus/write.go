@@ -64,7 +64,7 @@ type writer struct {
 func newWritePoint(d *device, pc *PointConfig, p *adapters.Point) *writePoint {
 	wp := &writePoint{
 		point: p, dev: d, table: pc.table, addr: uint16(*pc.Address), regs: uint16(pc.regs),
-		bit: pc.spec.bit, codec: writeCodec{spec: pc.spec, regs: pc.regs, min: pc.Min, max: pc.Max},
+		bit: pc.spec.bit, codec: writeCodec{spec: pc.spec, min: pc.Min, max: pc.Max},
 		multiple: d.cfg.WriteFunction == 16,
 	}
 	if !pc.table.bits() {

@@ -73,9 +73,10 @@ func (l *gatedLink) SetTimeout(time.Duration) {}
 func (l *gatedLink) Close() error             { return nil }
 func (l *gatedLink) Stats() transport.Stats   { return transport.Stats{} }
 func (l *gatedLink) requests() []string       { l.mu.Lock(); defer l.mu.Unlock(); return slices.Clone(l.log) }
-func (l *gatedLink) next(t *testing.T) string { t.Helper(); return l.wait(t) }
 func (l *gatedLink) release(t *testing.T)     { t.Helper(); l.gate <- struct{}{} }
-func (l *gatedLink) wait(t *testing.T) string {
+
+// next waits for the next request to go on the wire.
+func (l *gatedLink) next(t *testing.T) string {
 	t.Helper()
 	select {
 	case s := <-l.sent:

@@ -1,7 +1,5 @@
 package testpeer
 
-import "fmt"
-
 // Reading the device's own content, so that a test sees what a write from
 // the gateway left in the device (and that a refused one left nothing).
 
@@ -64,12 +62,4 @@ func (d *Device) Functions(unit byte) []int {
 		d.tb.Fatalf("testpeer: functions of unit %d: %v", unit, err)
 	}
 	return reply.Functions
-}
-
-// String names the device for messages.
-func (d *Device) String() string {
-	if d.Path != "" {
-		return fmt.Sprintf("pymodbus rtu device on %s", d.Path)
-	}
-	return fmt.Sprintf("pymodbus tcp device on %s", d.Addr)
 }
