@@ -20,7 +20,8 @@ import (
 // bus does next. It answers reads with zeros and echoes writes.
 type gatedLink struct {
 	mu    sync.Mutex
-	log   []string // "fc@addr", in the order the requests were sent
+	log   []string           // "fc@addr", in the order the requests were sent
+	fail  map[string][]error // the next requests "fc@addr" fail with these, in turn
 	regs  map[uint16]uint16
 	gate  chan struct{}
 	sent  chan string // each request as it goes on the wire
@@ -28,7 +29,7 @@ type gatedLink struct {
 }
 
 func newGatedLink() *gatedLink {
-	return &gatedLink{regs: map[uint16]uint16{}, gate: make(chan struct{}), sent: make(chan string, 64), close: make(chan struct{})}
+	return &gatedLink{regs: map[uint16]uint16{}, fail: map[string][]error{}, gate: make(chan struct{}), sent: make(chan string, 64), close: make(chan struct{})}
 }
 
 func (l *gatedLink) Send(adu []byte) ([]byte, error) {
@@ -44,6 +45,10 @@ func (l *gatedLink) Send(adu []byte) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.log = append(l.log, what)
+	if errs := l.fail[what]; len(errs) > 0 {
+		l.fail[what] = errs[1:]
+		return nil, errs[0]
+	}
 	var resp []byte
 	switch fc {
 	case 3:
