@@ -3,6 +3,7 @@ package modbus
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -47,6 +48,12 @@ func (l *gatedLink) Send(adu []byte) ([]byte, error) {
 	l.log = append(l.log, what)
 	if errs := l.fail[what]; len(errs) > 0 {
 		l.fail[what] = errs[1:]
+		var ex exceptionReply
+		if errors.As(errs[0], &ex) { // the device answers with an exception
+			out := append([]byte(nil), adu[:7]...)
+			binary.BigEndian.PutUint16(out[4:], 3)
+			return append(out, fc|0x80, byte(ex)), nil
+		}
 		return nil, errs[0]
 	}
 	var resp []byte
@@ -73,6 +80,11 @@ func (l *gatedLink) Send(adu []byte) ([]byte, error) {
 	binary.BigEndian.PutUint16(out[4:], uint16(len(resp)+1))
 	return append(out, resp...), nil
 }
+
+// exceptionReply, as a gatedLink failure, answers with that exception code.
+type exceptionReply byte
+
+func (e exceptionReply) Error() string { return fmt.Sprintf("exception %d", byte(e)) }
 
 func (l *gatedLink) SetTimeout(time.Duration) {}
 func (l *gatedLink) Close() error             { return nil }

@@ -102,7 +102,25 @@ func TestWriteOutcomesOnTheWire(t *testing.T) {
 	if r := writeAndRelease(t, a, l, "flag", adapters.Bool(true), 1); !errors.Is(r.Err, adapters.ErrNotSent) || !strings.Contains(r.Err.Error(), "to change bit 3 failed") {
 		t.Errorf("bit read failure: %v", r.Err)
 	}
-	if st := a.WriteStats(); st.OK != 1 || st.Failed != 4 {
+	// Exceptions: the device refused; a Modbus TCP gateway could not
+	// reach it (10: nothing sent) or got no answer from it (11: unknown).
+	for _, c := range []struct {
+		code byte
+		kind error
+		text string
+	}{
+		{2, adapters.ErrDeviceRefused, "modbus exception 2 (illegal data address)"},
+		{10, adapters.ErrNotSent, "modbus exception 10 (gateway path unavailable)"},
+		{11, adapters.ErrUnknownOutcome, "modbus exception 11 (gateway target device failed to respond): the device may or may not"},
+	} {
+		l.mu.Lock()
+		l.fail["6@50"] = []error{exceptionReply(c.code)}
+		l.mu.Unlock()
+		if r := writeAndRelease(t, a, l, "sp", adapters.Int(5), 1); !errors.Is(r.Err, c.kind) || !strings.Contains(r.Err.Error(), "unit 1 holding 50: "+c.text) {
+			t.Errorf("exception %d: %v", c.code, r.Err)
+		}
+	}
+	if st := a.WriteStats(); st.OK != 1 || st.Failed != 7 {
 		t.Errorf("stats %+v", st)
 	}
 }
