@@ -293,3 +293,15 @@ func TestRouterUpdate(t *testing.T) {
 		t.Errorf("stats %+v: commands for another gateway are not counted", st)
 	}
 }
+
+// TestRouterCountsWhatItCannotQueue: the broker's handler never blocks; a
+// command beyond the queue is dropped and counted.
+func TestRouterCountsWhatItCannotQueue(t *testing.T) {
+	r := New("plant1", nil, &fakeBroker{}, nil)
+	for range queueSize + 3 {
+		r.Handle(Message{Topic: "plant1/pump/speed/set", Payload: []byte("1")})
+	}
+	if st := r.Stats(); st.Dropped != 3 {
+		t.Errorf("stats %+v", st)
+	}
+}
