@@ -45,6 +45,9 @@ go test ./bench -run '^$' -bench HTTPScrape -benchtime 20x | grep ^Benchmark
 echo "== probe --scan of unit ids 1-247 at 19200 baud on the paced RTU line, next to the physical minimum"
 go test ./cmd/gateway -run '^$' -bench Scan247 -benchtime 1x | grep ^Benchmark
 
+echo "== writes: command-to-result latency over TCP to pymodbus, alone and with 4,000 points polling on the same bus"
+go test ./bench -run '^$' -bench WriteLatency -benchtime 1x -count 3 | grep ^Benchmark
+
 echo "== modbus transports and planner"
 go test ./adapters/modbus/transport -run '^$' -bench . -benchtime 2s | grep ^Benchmark
 

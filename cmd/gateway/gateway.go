@@ -15,6 +15,7 @@ import (
 
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
+	cmdrouter "github.com/fieldbridge/fieldbridge/internal/commands"
 	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/httpapi"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
@@ -32,7 +33,9 @@ type gateway struct {
 	sim    *simulator.Simulator
 	bridge *bridge.Bridge
 	http   *httpapi.Server // nil only if the start failed before it
-	wg     sync.WaitGroup  // the buses' goroutines and the watchdog's
+	// commands routes …/set commands to the buses; a reload updates it.
+	commands *cmdrouter.Router
+	wg       sync.WaitGroup // the buses' goroutines and the watchdog's
 
 	// running is set once every part has started: until then /readyz
 	// says "gateway: starting".
@@ -97,6 +100,9 @@ func (g *gateway) start(ctx context.Context, cfg *config.Config) error {
 	// port fails the start cleanly; it reads the buses as they are
 	// started, and is not ready before they all are.
 	if err := g.startHTTP(cfg); err != nil {
+		return err
+	}
+	if err := g.startCommands(ctx, cfg.Gateway.ID, built); err != nil {
 		return err
 	}
 	buses := make([]*bus, 0, len(built))

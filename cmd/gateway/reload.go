@@ -207,6 +207,7 @@ func (g *gateway) applyBuses(ctx context.Context, next *config.Config, built []a
 	g.mu.Lock()
 	g.buses = buses
 	g.mu.Unlock()
+	g.updateCommands(next.Gateway.ID, buses)
 	if stopped > 0 || started > 0 {
 		g.log.Info("buses reloaded", "restarted_or_added", names(buses, keep, false), "kept", names(buses, keep, true))
 	}
