@@ -16,8 +16,10 @@
 //   - Subscribe, Publish, PublishLines, StartPublisher: mosquitto_sub and
 //     mosquitto_pub as local MQTT clients (StartPublisher publishes lines
 //     as the test writes them and counts the broker's acknowledgements).
-//   - Request: one MQTT 5 request/response exchange (response topic,
-//     correlation data) with Debian's python3-paho-mqtt.
+//   - StartPaho: an MQTT client on Debian's python3-paho-mqtt, for what
+//     mosquitto_sub/pub cannot do: MQTT 5 properties, sessions that come
+//     back, WebSocket, TLS with client certificates. Request is one MQTT 5
+//     request/response exchange on it (response topic, correlation data).
 //   - StartProxy: a TCP proxy that cuts or blackholes a link.
 //   - StartChromium: Debian's headless chromium, to load a page the way a
 //     browser builds it (DumpDOM) and to draw it (Screenshot).

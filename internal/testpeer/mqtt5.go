@@ -1,22 +1,12 @@
 package testpeer
 
 import (
-	_ "embed"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-//go:embed py/mqtt5_request.py
-var mqtt5RequestScript []byte
 
 // RequestOptions is one MQTT 5 request/response exchange (Request).
 type RequestOptions struct {
@@ -29,6 +19,8 @@ type RequestOptions struct {
 	ResponseTopic   string
 	CorrelationData []byte
 	Retain          bool
+	// Username and Password authenticate the client.
+	Username, Password string
 	// Timeout for the answer (default 10s).
 	Timeout time.Duration
 }
@@ -39,77 +31,46 @@ type Response struct {
 	CorrelationData             []byte
 }
 
-var paho struct {
-	once sync.Once
-	err  error
-}
+// ErrNoResponse is Request's error when nothing came back on the response
+// topic within the timeout (the exchange itself worked).
+var ErrNoResponse = errors.New("no response")
 
-// lookPaho returns /usr/bin/python3 if it imports Debian's paho-mqtt.
-func lookPaho(tb testing.TB) string {
-	tb.Helper()
-	python := lookPython(tb)
-	paho.once.Do(func() {
-		if out, err := exec.Command(python, "-c", "import paho.mqtt.client").CombinedOutput(); err != nil {
-			paho.err = fmt.Errorf("%s cannot import paho.mqtt: %v: %s", python, err, strings.TrimSpace(string(out)))
-		}
-	})
-	if paho.err != nil {
-		missingPeer(tb, "%v (Debian package python3-paho-mqtt)", paho.err)
-	}
-	return python
-}
-
-// Request makes one MQTT 5 request with Debian's python3-paho-mqtt: it
-// subscribes to the response topic, publishes the request with its
+// Request makes one MQTT 5 request with a paho client (StartPaho): it
+// subscribes to the response topic, publishes the request at QoS 1 with its
 // Response Topic and Correlation Data, and returns the first message on the
-// response topic.
+// response topic. A refused connection or subscription is an error, and so
+// is silence (ErrNoResponse).
 func Request(tb testing.TB, o RequestOptions) (Response, error) {
 	tb.Helper()
-	python := lookPaho(tb)
-	host, port, err := net.SplitHostPort(o.Addr)
-	if err != nil {
-		tb.Fatalf("testpeer: Request: broker address %q: %v", o.Addr, err)
-	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
 	}
-	script := filepath.Join(tb.TempDir(), "mqtt5_request.py")
-	if err := os.WriteFile(script, mqtt5RequestScript, 0o644); err != nil {
-		tb.Fatalf("testpeer: %v", err)
+	c := StartPaho(tb, PahoOptions{Addr: o.Addr, V5: true, Username: o.Username, Password: o.Password})
+	if e, _ := c.Await(0, func(e PahoEvent) bool { return e.Ev == "connack" || e.Ev == "error" }); e.Ev != "connack" || e.RC != 0 {
+		return Response{}, fmt.Errorf("paho request: not connected: %+v", e)
 	}
-	args := []string{"-u", script, "--host", host, "--port", port, "--topic", o.Topic, "--payload", o.Payload,
-		"--response-topic", o.ResponseTopic, "--correlation", hex.EncodeToString(o.CorrelationData),
-		"--timeout", fmt.Sprint(o.Timeout.Seconds())}
-	if o.Retain {
-		args = append(args, "--retain")
+	c.Send(map[string]any{"op": "sub", "filter": o.ResponseTopic, "qos": 1})
+	ack, ok := c.Await(o.Timeout, func(e PahoEvent) bool { return e.Ev == "suback" })
+	if !ok {
+		return Response{}, fmt.Errorf("paho request: no SUBACK for %s", o.ResponseTopic)
 	}
-	cmd := exec.Command(python, args...)
-	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
-	var stdout strings.Builder
-	cmd.Stdout = &stdout
-	p, err := startProcess("paho mqtt5 request", cmd)
-	if err != nil {
-		tb.Fatalf("testpeer: %v", err)
+	if len(ack.Codes) != 1 || ack.Codes[0] >= 0x80 {
+		return Response{}, fmt.Errorf("paho request: subscription to %s refused: %v", o.ResponseTopic, ack.Codes)
 	}
-	select {
-	case <-p.done:
-	case <-time.After(o.Timeout + 10*time.Second):
-		p.kill()
-		return Response{}, fmt.Errorf("paho request on %s: still running after %v", o.Topic, o.Timeout+10*time.Second)
+	c.Send(map[string]any{"op": "pub", "topic": o.Topic, "payload": o.Payload, "qos": 1, "retain": o.Retain,
+		"props": map[string]any{"ResponseTopic": o.ResponseTopic, "CorrelationData": hex.EncodeToString(o.CorrelationData)}})
+	m, ok := c.Await(o.Timeout, func(e PahoEvent) bool { return e.Ev == "msg" && e.Topic == o.ResponseTopic })
+	if !ok {
+		return Response{}, fmt.Errorf("paho request on %s: %w on %s within %v", o.Topic, ErrNoResponse, o.ResponseTopic, o.Timeout)
 	}
-	if p.err != nil {
-		return Response{}, fmt.Errorf("paho request on %s: %w: %s", o.Topic, p.err, strings.TrimSpace(p.out.String()))
+	r := Response{Topic: m.Topic, Payload: m.Payload}
+	r.ContentType, _ = m.Props["ContentType"].(string)
+	if s, _ := m.Props["CorrelationData"].(string); s != "" {
+		corr, err := hex.DecodeString(s)
+		if err != nil {
+			return Response{}, fmt.Errorf("paho request: correlation %q: %w", s, err)
+		}
+		r.CorrelationData = corr
 	}
-	var r struct {
-		Topic, Payload, Correlation string
-		ContentType                 string `json:"content_type"`
-	}
-	if err := json.Unmarshal([]byte(stdout.String()), &r); err != nil {
-		return Response{}, fmt.Errorf("paho request: output %q: %w", stdout.String(), err)
-	}
-	corr, err := hex.DecodeString(r.Correlation)
-	if err != nil {
-		return Response{}, fmt.Errorf("paho request: correlation %q: %w", r.Correlation, err)
-	}
-	return Response{Topic: r.Topic, Payload: r.Payload, ContentType: r.ContentType, CorrelationData: corr}, nil
+	return r, nil
 }

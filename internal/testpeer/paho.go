@@ -181,6 +181,8 @@ for line in sys.stdin:
             if v5 and cmd.get("props"):
                 p = Properties(PacketTypes.PUBLISH)
                 for k, v in cmd["props"].items():
+                    if k == "CorrelationData":
+                        v = bytes.fromhex(v)  # JSON has no bytes; events report it in hex too
                     setattr(p, k, v)
             c.publish(cmd["topic"], cmd.get("payload", ""), cmd.get("qos", 0), cmd.get("retain", False), properties=p)
         elif op == "disconnect":
@@ -301,6 +303,20 @@ func (p *Paho) Events() []PahoEvent {
 // or fails the test after timeout.
 func (p *Paho) WaitEvent(tb testing.TB, timeout time.Duration, match func(PahoEvent) bool) PahoEvent {
 	tb.Helper()
+	e, ok := p.Await(timeout, match)
+	if !ok {
+		if p.exited() {
+			tb.Fatalf("testpeer: paho exited (%v) before a matching event; got:%s", p.proc.exitError(), p.summary())
+		}
+		tb.Fatalf("testpeer: paho: no matching event within %v; got:%s", timeout, p.summary())
+	}
+	return e
+}
+
+// Await is WaitEvent for an event that may rightly never come (a message
+// the ACLs withhold): false after timeout, or once the client has exited
+// without it. A timeout of 0 looks only at the events so far.
+func (p *Paho) Await(timeout time.Duration, match func(PahoEvent) bool) (PahoEvent, bool) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	seen := 0
@@ -310,10 +326,13 @@ func (p *Paho) WaitEvent(tb testing.TB, timeout time.Duration, match func(PahoEv
 		p.mu.Unlock()
 		for _, e := range evs {
 			if match(e) {
-				return e
+				return e, true
 			}
 		}
 		seen += len(evs)
+		if timeout <= 0 {
+			return PahoEvent{}, false
+		}
 		select {
 		case <-changed:
 		case <-p.proc.done:
@@ -321,11 +340,20 @@ func (p *Paho) WaitEvent(tb testing.TB, timeout time.Duration, match func(PahoEv
 			more := len(p.events) > seen
 			p.mu.Unlock()
 			if !more {
-				tb.Fatalf("testpeer: paho exited (%v) before a matching event; got:%s", p.proc.exitError(), p.summary())
+				return PahoEvent{}, false
 			}
 		case <-deadline.C:
-			tb.Fatalf("testpeer: paho: no matching event within %v; got:%s", timeout, p.summary())
+			return PahoEvent{}, false
 		}
+	}
+}
+
+func (p *Paho) exited() bool {
+	select {
+	case <-p.proc.done:
+		return true
+	default:
+		return false
 	}
 }
 
