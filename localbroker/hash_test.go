@@ -26,3 +26,29 @@ func TestCheckHash(t *testing.T) {
 		}
 	}
 }
+
+// TestMaySubscribe: what the HTTP side asks of a user besides its password:
+// whether it could subscribe to everything under the gateway id.
+func TestMaySubscribe(t *testing.T) {
+	u, err := NewUsers([]User{
+		{Username: "hmi", ACL: []ACLRule{{Filter: "plant1/+/+/set", Access: "deny"}, {Filter: "plant1/#", Access: "read"}}},
+		{Username: "admin"},
+		{Username: "line1", ACL: []ACLRule{{Filter: "plant1/line1/#", Access: "readwrite"}}},
+		{Username: "cmds", ACL: []ACLRule{{Filter: "plant1/+/+/set", Access: "write"}}},
+		{Username: "own", ACL: []ACLRule{{Filter: "%u/#", Access: "read"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user string
+		want bool
+	}{{"hmi", true}, {"admin", true}, {"line1", false}, {"cmds", false}, {"own", false}, {"nobody", false}} {
+		if got := u.MaySubscribe(tc.user, "plant1/#"); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.user, got, tc.want)
+		}
+	}
+	if !u.MaySubscribe("own", "own/#") {
+		t.Error("%u is the username")
+	}
+}

@@ -88,6 +88,15 @@ func (u *Users) Verify(username, password string) bool {
 	return ok
 }
 
+// MaySubscribe reports whether the user's ACL grants a subscription to
+// filter (the first rule that covers all of it grants read), as for an
+// MQTT client of that name; %c stands for an empty client id. The HTTP
+// side asks it for {gateway.id}/#, everything its pages show.
+func (u *Users) MaySubscribe(username, filter string) bool {
+	a, ok := u.byName[username]
+	return ok && a.acl.canRead(filter, a.name, "")
+}
+
 func (u *Users) lookup(username string) (*account, bool) {
 	a, ok := u.byName[username]
 	return a, ok

@@ -96,13 +96,13 @@ func (g *gateway) start(ctx context.Context, cfg *config.Config) error {
 	if g.bridge != nil {
 		g.runBridge(g.bridge)
 	}
+	if err := g.startCommands(ctx, cfg.Gateway.ID, built); err != nil {
+		return err
+	}
 	// The HTTP side binds before any bus touches a device, so that a busy
 	// port fails the start cleanly; it reads the buses as they are
 	// started, and is not ready before they all are.
 	if err := g.startHTTP(cfg); err != nil {
-		return err
-	}
-	if err := g.startCommands(ctx, cfg.Gateway.ID, built); err != nil {
 		return err
 	}
 	buses := make([]*bus, 0, len(built))

@@ -222,7 +222,7 @@ func (cfg *Config) check() {
 	if cfg.HTTP == nil {
 		cfg.HTTP = new(httpapi.Config)
 	}
-	cfg.HTTP.Check(cfg.Broker.Addresses(), prefixed{c, "http"})
+	cfg.HTTP.Check(cfg.Broker.Addresses(), len(cfg.Broker.Users) > 0, prefixed{c, "http"})
 	env := adapters.Env{GatewayID: g.ID}
 	if g.ID == "" || adapters.CheckName(g.ID) != nil {
 		// Reported above; a stand-in keeps every topic check from

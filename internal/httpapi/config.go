@@ -43,8 +43,9 @@ type Reporter interface {
 
 // Check fills the default and reports problems; it reads the TLS files, so
 // that a wrong path fails `gateway check` and not the start. brokerAddrs
-// are the MQTT listeners' addresses, which the HTTP side must not take.
-func (c *Config) Check(brokerAddrs []string, r Reporter) {
+// are the MQTT listeners' addresses, which the HTTP side must not take;
+// users says whether broker.users has any, which turns basic auth on.
+func (c *Config) Check(brokerAddrs []string, users bool, r Reporter) {
 	c.checked = true
 	if c.Listen == nil {
 		def := DefaultListen
@@ -70,8 +71,12 @@ func (c *Config) Check(brokerAddrs []string, r Reporter) {
 	if port == "9100" {
 		r.Warnf("listen", "port 9100 is node_exporter's; the gateway's default is %s", DefaultListen)
 	}
-	if !isLoopback(host) {
-		r.Warnf("listen", "the status page and metrics are served beyond loopback (%s): anyone who reaches it sees the plant's values", addr)
+	switch {
+	case isLoopback(host):
+	case !users:
+		r.Warnf("listen", "the status page and metrics are served beyond loopback (%s) without authentication (broker.users is empty): anyone who reaches it sees the plant's values", addr)
+	case c.TLS == nil:
+		r.Warnf("listen", "the status page and metrics are served beyond loopback (%s) without tls: the broker users' passwords cross the network readable with every request (basic auth)", addr)
 	}
 	if c.TLS != nil {
 		if _, err := c.TLS.certificate(); err != nil {
