@@ -27,9 +27,14 @@ type Message struct {
 	// Publish, or the origin given to PublishAs.
 	ClientID string
 	// ResponseTopic and CorrelationData are the MQTT 5 request/response
-	// properties (empty for MQTT 3.1.1 clients).
+	// properties (empty for MQTT 3.1.1 clients). A reply is published by
+	// the gateway, past the ACLs, so a response topic the publisher may
+	// not publish to itself is withheld: ResponseTopic is empty and
+	// ResponseDenied names it (and the denial is counted). Otherwise a
+	// client could have the gateway publish where its ACL forbids it to.
 	ResponseTopic   string
 	CorrelationData []byte
+	ResponseDenied  string
 }
 
 // SubscribeMessages calls handler for every message matching filter,
@@ -38,7 +43,7 @@ type Message struct {
 func (b *Broker) SubscribeMessages(filter string, handler func(Message)) (unsubscribe func(), err error) {
 	id := int(b.subID.Add(1))
 	fn := func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
-		handler(Message{
+		m := Message{
 			Topic:           pk.TopicName,
 			Payload:         bytes.Clone(pk.Payload),
 			Retain:          pk.FixedHeader.Retain,
@@ -46,12 +51,33 @@ func (b *Broker) SubscribeMessages(filter string, handler func(Message)) (unsubs
 			ClientID:        pk.Origin,
 			ResponseTopic:   pk.Properties.ResponseTopic,
 			CorrelationData: bytes.Clone(pk.Properties.CorrelationData),
-		})
+		}
+		if m.ResponseTopic != "" && !b.mayPublish(pk.Origin, m.ResponseTopic) {
+			m.ResponseTopic, m.ResponseDenied = "", m.ResponseTopic
+			b.sec.publishesDenied.Add(1)
+		}
+		handler(m)
 	}
 	if err := b.srv.Subscribe(filter, id, fn); err != nil {
 		return nil, fmt.Errorf("broker: subscribe %q: %w", filter, err)
 	}
 	return func() { _ = b.srv.Unsubscribe(filter, id) }, nil
+}
+
+// mayPublish reports whether the client that published a message (by its
+// id, the message's origin) may publish to topic under the ACLs in force.
+// It runs on that client's goroutine, during its publish: the client is
+// connected. In-process publishers (the publisher, the bridge's downlink)
+// may publish anywhere; an origin that is neither is refused.
+func (b *Broker) mayPublish(origin, topic string) bool {
+	if cl, ok := b.srv.Clients.Get(origin); ok && !cl.Net.Inline {
+		a, user := b.auth.state.Load().aclFor(cl)
+		return a.canPublish(topic, user, cl.ID)
+	}
+	b.mu.Lock()
+	_, inProcess := b.origins[origin]
+	b.mu.Unlock()
+	return inProcess || origin == mqtt.InlineClientId
 }
 
 // PublishResponse publishes a reply to an MQTT 5 request: not retained,

@@ -18,7 +18,7 @@ func (g *gateway) startCommands(ctx context.Context, gatewayID string, built []a
 	unsubscribe, err := g.broker.SubscribeMessages(cmdrouter.Filter, func(m localbroker.Message) {
 		r.Handle(cmdrouter.Message{
 			Topic: m.Topic, Payload: m.Payload, Retain: m.Retain, ClientID: m.ClientID,
-			ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData,
+			ResponseTopic: m.ResponseTopic, CorrelationData: m.CorrelationData, ResponseDenied: m.ResponseDenied,
 		})
 	})
 	if err != nil {

@@ -36,9 +36,11 @@ type Message struct {
 	// ClientID is the publisher, for the log.
 	ClientID string
 	// ResponseTopic and CorrelationData are MQTT 5's request/response
-	// properties.
+	// properties. ResponseDenied is a response topic the broker withheld
+	// because the publisher may not publish there (logged, not used).
 	ResponseTopic   string
 	CorrelationData []byte
+	ResponseDenied  string
 }
 
 // Suffixes of command and result topics.
@@ -225,16 +227,32 @@ func (r *Router) finish(m Message, id []byte, res adapters.WriteResult) {
 	if err := r.broker.Publish(topic, payload, false, resultQoS); err != nil {
 		r.log.Warn("cannot publish a command result", "topic", topic, "err", err)
 	}
+	if m.ResponseDenied != "" {
+		r.log.Info("command's response topic ignored: the client may not publish there", "topic", m.Topic, "client", m.ClientID, "response_topic", m.ResponseDenied)
+	}
 	if m.ResponseTopic == "" {
 		return
 	}
-	if err := adapters.CheckTopic(m.ResponseTopic); err != nil {
+	if err := checkResponseTopic(m.ResponseTopic); err != nil {
 		r.log.Info("command's response topic ignored", "topic", m.Topic, "response_topic", m.ResponseTopic, "err", err)
 		return
 	}
 	if err := r.broker.PublishResponse(m.ResponseTopic, payload, m.CorrelationData, resultQoS); err != nil {
 		r.log.Warn("cannot publish a command response", "topic", m.ResponseTopic, "err", err)
 	}
+}
+
+// checkResponseTopic refuses what must not carry a reply: a topic no
+// subscriber could match, and a command topic, where the reply (a JSON
+// object with a "value") would be taken for a command and carried out.
+func checkResponseTopic(topic string) error {
+	if err := adapters.CheckTopic(topic); err != nil {
+		return err
+	}
+	if strings.HasSuffix(topic, SetSuffix) {
+		return fmt.Errorf("response topic %q is a command topic (it ends in %s)", topic, SetSuffix)
+	}
+	return nil
 }
 
 // Stats are the router's counters.

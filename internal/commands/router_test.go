@@ -212,6 +212,20 @@ func TestRouterResponseTopic(t *testing.T) {
 	if got := waitMsgs(t, b, 1); len(got) != 1 {
 		t.Errorf("%+v", got)
 	}
+	// A command topic as response topic: the reply would be taken for a
+	// command (it has a "value") and carried out on another point.
+	r.Handle(Message{Topic: "plant1/pump/speed/set", Payload: []byte("7"), ResponseTopic: "plant1/pump/other/set"})
+	// A response topic the broker withheld (the client may not publish
+	// there) gets nothing either.
+	r.Handle(Message{Topic: "plant1/pump/speed/set", Payload: []byte("8"), ResponseDenied: "plant1/pump/speed"})
+	// The router is sequential: once the next reply is out, nothing else
+	// can follow from those two.
+	r.Handle(Message{Topic: "plant1/pump/speed/set", Payload: []byte("9"), ResponseTopic: "hmi/replies/2"})
+	got = waitMsgs(t, b, 4)
+	if len(got) != 4 || got[0].topic != "plant1/pump/speed/set/result" || got[1].topic != "plant1/pump/speed/set/result" ||
+		got[2].topic != "plant1/pump/speed/set/result" || got[3].topic != "hmi/replies/2" {
+		t.Errorf("%+v", got)
+	}
 }
 
 // TestRouterAnswersWhatIsLeftAtShutdown: every command queued when the
