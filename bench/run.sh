@@ -23,8 +23,9 @@ done
 echo "== the demo config: wire cost per poll cycle, resident memory with the HTTP side off and on"
 go test ./bench -run '^$' -bench 'Demo' -benchtime 1x | grep ^Benchmark
 
-echo "== broker alone: mochi's cost per retained value published to 0 and 1 subscribers"
-go test ./localbroker -run '^$' -bench PublishRetained -benchtime 200000x -count 3 | grep ^Benchmark
+echo "== broker alone: mochi's cost per retained value published to 0 and 1 subscribers (auth=on: a user whose ACL"
+echo "   is checked for every delivery), and the ACL check alone"
+go test ./localbroker -run '^$' -bench 'PublishRetained|ACLDelivery' -benchtime 200000x -count 3 | grep ^Benchmark
 
 echo "== publisher alone: encoding cost per point"
 go test ./internal/publisher -run '^$' -bench . -benchtime 20000x | grep ^Benchmark
