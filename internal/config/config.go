@@ -211,7 +211,7 @@ func (cfg *Config) check() {
 			s.Listen = simulator.DefaultListen
 		}
 		for _, a := range cfg.Broker.Addresses() {
-			if s.Listen == a {
+			if s.Listen == a && !strings.HasSuffix(a, ":0") { // port 0: each gets a free one
 				c.errorf("simulator.listen", "the simulator and the broker both listen on %s", s.Listen)
 			}
 		}

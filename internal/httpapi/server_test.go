@@ -47,6 +47,7 @@ func TestConfigCheck(t *testing.T) {
 		{name: "broker's address", c: Config{Listen: str("127.0.0.1:1883")}, errs: "both listen on 127.0.0.1:1883"},
 		{name: "node_exporter's port", c: Config{Listen: str("127.0.0.1:9100")}, warn: "node_exporter"},
 		{name: "beyond loopback", c: Config{Listen: str("0.0.0.0:8980")}, warn: "beyond loopback (0.0.0.0:8980) without authentication"},
+		{name: "port 0 beside the broker's", c: Config{Listen: str("127.0.0.1:0")}, addr: "127.0.0.1:0"},
 		{name: "one of the broker's listeners", c: Config{Listen: str("127.0.0.1:9001")}, errs: "both listen on 127.0.0.1:9001"},
 		{name: "basic auth in clear", c: Config{Listen: str("0.0.0.0:8980")}, users: true, warn: "passwords cross the network readable"},
 		{name: "basic auth over tls", c: Config{Listen: str("0.0.0.0:8980"), TLS: &TLS{CertFile: certs.ServerCertFile, KeyFile: certs.ServerKeyFile}}, users: true, addr: "0.0.0.0:8980"},
@@ -57,7 +58,7 @@ func TestConfigCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var r reporter
-			tc.c.Check([]string{"127.0.0.1:1883", "127.0.0.1:9001"}, tc.users, &r)
+			tc.c.Check([]string{"127.0.0.1:1883", "127.0.0.1:9001", "127.0.0.1:0"}, tc.users, &r)
 			check := func(what string, got []string, want string) {
 				if want == "" && len(got) > 0 || want != "" && (len(got) != 1 || !strings.Contains(got[0], want)) {
 					t.Errorf("%s: %q, want one containing %q", what, got, want)
