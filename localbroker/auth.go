@@ -27,6 +27,9 @@ type authHook struct {
 
 	// b disconnects the clients a reload revoked (reconfigure.go).
 	b *Broker
+	// wills holds the will topic of each connected client that has a
+	// will (*mqtt.Client -> string), for a reload to check.
+	wills sync.Map
 }
 
 // authState is what authHook decides by: one config's users, anonymous
@@ -52,7 +55,7 @@ func (*authHook) ID() string { return "fieldbridge-auth" }
 func (*authHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribed,
-		mqtt.OnSessionEstablished:
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect:
 		return true
 	}
 	return false

@@ -323,7 +323,8 @@ func (b *Broker) revalidate(prev, next *authState) int {
 		if cl.Net.Inline {
 			continue
 		}
-		reason, revoke := next.recheck(prev, cl)
+		willTopic, hasWill := b.auth.will(cl)
+		reason, revoke := next.recheck(prev, cl, willTopic, hasWill)
 		if reason == "" {
 			continue
 		}
@@ -338,8 +339,8 @@ func (b *Broker) revalidate(prev, next *authState) int {
 // prev ("" if they do), and whether its access is revoked (the user is
 // gone, or anonymous clients are refused) rather than its credentials or
 // its will out of date. The password is not known here: a changed hash
-// counts as out of date.
-func (s *authState) recheck(prev *authState, cl *mqtt.Client) (reason string, revoke bool) {
+// counts as out of date. willTopic is the client's will, if hasWill.
+func (s *authState) recheck(prev *authState, cl *mqtt.Client, willTopic string, hasWill bool) (reason string, revoke bool) {
 	name := string(cl.Properties.Username)
 	switch {
 	case prev.identity[cl.Net.Listener]:
@@ -357,15 +358,14 @@ func (s *authState) recheck(prev *authState, cl *mqtt.Client) (reason string, re
 	case !s.anonymous:
 		return "anonymous clients are refused now", true
 	}
-	if cl.Closed() || atomic.LoadUint32(&cl.Properties.Will.Flag) == 0 {
+	if !hasWill || cl.Closed() {
 		return "", false
 	}
-	// Only a client whose rules changed can have lost its will topic (and
-	// only then is its will read, while its connection may be ending).
+	// Only a client whose rules changed can have lost its will topic.
 	before, _ := prev.aclFor(cl)
 	after, user := s.aclFor(cl)
-	if !sameACL(before, after) && !after.canPublish(cl.Properties.Will.TopicName, user, cl.ID) {
-		return "its will topic " + cl.Properties.Will.TopicName + " is not writable for it any more", false
+	if !sameACL(before, after) && !after.canPublish(willTopic, user, cl.ID) {
+		return "its will topic " + willTopic + " is not writable for it any more", false
 	}
 	return "", false
 }
@@ -387,7 +387,13 @@ func sameACL(a, b acl) bool {
 // so that nothing is kept or queued for it. It reports whether a
 // connection was closed.
 func (b *Broker) dismiss(cl *mqtt.Client, reason string, revoke bool) bool {
-	atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	if _, hasWill := b.auth.will(cl); hasWill {
+		// mochi clears the whole Will without synchronisation when a
+		// client disconnects by itself: touched only for clients that
+		// have one, which a clean disconnect at this very instant would
+		// have cleared anyway.
+		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
+	}
 	online := !cl.Closed()
 	if online {
 		_ = b.srv.DisconnectClient(cl, packets.ErrNotAuthorized)
@@ -422,6 +428,12 @@ func (b *Broker) dropSession(cl *mqtt.Client) {
 // Passwords that verified a moment ago are remembered, so this costs no
 // bcrypt unless the user's hash just changed.
 func (h *authHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	// Recorded before the rules are loaded: a reload that stores new rules
+	// after this load scans the client list (which has this client) and
+	// finds its will here.
+	if pk.Connect.WillFlag {
+		h.wills.Store(cl, pk.Connect.WillTopic)
+	}
 	st := h.state.Load()
 	reason, revoke := st.admits(cl, pk)
 	if reason == "" && pk.Connect.WillFlag {
@@ -432,4 +444,18 @@ func (h *authHook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if reason != "" {
 		h.b.dismiss(cl, reason, revoke)
 	}
+}
+
+// OnDisconnect forgets the client's will (mochi has sent or cleared it).
+func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.wills.Delete(cl) }
+
+// will is the will topic of a connected client, if it has a will. A reload
+// reads it here, not in the client's properties, which mochi overwrites
+// without synchronisation when the client disconnects.
+func (h *authHook) will(cl *mqtt.Client) (topic string, ok bool) {
+	v, ok := h.wills.Load(cl)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
 }

@@ -362,3 +362,73 @@ func TestReconfigureRenewsCertificate(t *testing.T) {
 	}
 	stillConnected(t, old, "the client of the renewed listener")
 }
+
+// TestReconfigureWhileClientsComeAndGo: reloads that change the ACLs while
+// clients connect, publish and disconnect cleanly (mosquitto_pub, some with
+// a will). Run with -race: mochi overwrites a client's will without
+// synchronisation as the client leaves, so a reload must not read it there.
+func TestReconfigureWhileClientsComeAndGo(t *testing.T) {
+	pwHash := hash(t, "pw") // the same hash in every reload: a new one would disconnect the clients
+	cfg := func(access string) Config {
+		return Config{Listen: "127.0.0.1:0", Users: []User{{Username: "u", PasswordHash: pwHash,
+			ACL: []ACLRule{{Filter: "churn/#", Access: access}}}}}
+	}
+	first := cfg("readwrite")
+	first.Check(failReporter{t})
+	b, err := New(first, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	got := &numbered{}
+	if _, err := b.Subscribe("churn/n", got.handle); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	reloads := make(chan int)
+	go func() {
+		n := 0
+		defer func() { reloads <- n }()
+		// A reload every 2 ms: often enough to meet clients leaving, not
+		// so often that the clients starve on a small machine.
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for access := "readwrite"; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if access == "readwrite" {
+				access = "write"
+			} else {
+				access = "readwrite"
+			}
+			reconfigure(t, b, cfg(access))
+		}
+	}()
+	const clients = 24
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := testpeer.PubOptions{Addr: b.Addr(), Topic: "churn/n", Payload: []byte(strconv.Itoa(i)), QoS: 1, Username: "u", Password: "pw"}
+			if i%2 == 0 {
+				o.Version = "mqttv5"
+			}
+			testpeer.Publish(t, o)
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	if n := <-reloads; n == 0 {
+		t.Error("no reload ran while the clients came and went")
+	}
+	// mochi acknowledges a QoS 1 publish before it delivers it: the last
+	// one may still be on its way when its mosquitto_pub has exited.
+	waitFor(t, "every publish delivered", func() bool { return got.count() == clients })
+}

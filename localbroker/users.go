@@ -31,9 +31,6 @@ type Users struct {
 
 	mu       sync.Mutex
 	verified map[string][sha256.Size]byte
-
-	dummyOnce sync.Once
-	dummy     []byte
 }
 
 type account struct {
@@ -123,9 +120,11 @@ func (u *Users) verify(username, password string) (*account, bool) {
 			return acc, true
 		}
 	}
-	hash := u.dummyHash()
+	var hash []byte
 	if ok && acc.hash != nil {
 		hash = acc.hash
+	} else {
+		hash = dummyHash()
 	}
 	u.bcrypt <- struct{}{}
 	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
@@ -140,12 +139,19 @@ func (u *Users) verify(username, password string) (*account, bool) {
 }
 
 // dummyHash is compared against for unknown users, so that they take as
-// long as known ones.
-func (u *Users) dummyHash() []byte {
-	u.dummyOnce.Do(func() {
+// long as known ones. It is made once per process, when first needed: made
+// per Users, every reload would cost the next login a cost-10 bcrypt
+// generation (about a second on a Pi Zero), known users included.
+func dummyHash() []byte {
+	dummy.once.Do(func() {
 		var pw [16]byte
 		_, _ = rand.Read(pw[:])
-		u.dummy, _ = bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
+		dummy.hash, _ = bcrypt.GenerateFromPassword(pw[:], bcrypt.DefaultCost)
 	})
-	return u.dummy
+	return dummy.hash
+}
+
+var dummy struct {
+	once sync.Once
+	hash []byte
 }
