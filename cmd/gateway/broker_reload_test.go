@@ -92,7 +92,7 @@ bridge:
 	path := filepath.Join(dir, "gateway.yaml")
 	write := func(s string) {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(withoutHTTP(s)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

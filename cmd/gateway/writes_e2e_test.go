@@ -24,7 +24,7 @@ import (
 // waits (also done in cleanup).
 func runGateway(t *testing.T, yaml string) (g *gateway, logs *syncBuffer, stop func()) {
 	t.Helper()
-	cfg, err := config.Parse("writes.yaml", []byte(yaml), config.Options{})
+	cfg, err := config.Parse("writes.yaml", []byte(withoutHTTP(yaml)), config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ adapters:
         interval: 1h
         points:
 ` + points
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(withoutHTTP(text)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
