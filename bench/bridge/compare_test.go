@@ -50,7 +50,7 @@ func TestCompareBridges(t *testing.T) {
 	skipUnlessEnabled(t)
 	n := intEnv("BENCH_MESSAGES", 50000)
 	msgs := lines(n)
-	cloud := testpeer.StartMosquitto(t, testpeer.MosquittoOptions{MaxQueuedMessages: 4 * n})
+	cloud := testpeer.StartMosquitto(t, cloudOptions(4*n))
 	bin := buildGateway(t)
 	results := []result{
 		runGateway(t, bin, cloud, msgs, 0),
@@ -84,7 +84,7 @@ func runGateway(t *testing.T, bin string, cloud *testpeer.Mosquitto, msgs [][]by
 	waitUntil(t, 20*time.Second, 20*time.Millisecond, "gateway connected", func() bool { return proxy.Conns() > 0 })
 
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local, Topic: "bench/drain", QoS: 1}, msgs)
+	publishAll(t, local, "bench/drain", msgs)
 	waitUntil(t, 60*time.Second, 50*time.Millisecond, "backlog on disk", func() bool { return queuedRecords(queueDir, prefix+"bench/drain") >= n })
 	start := time.Now()
 	proxy.Restore()
@@ -94,7 +94,7 @@ func runGateway(t *testing.T, bin string, cloud *testpeer.Mosquitto, msgs [][]by
 
 	cnt.reset()
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local, Topic: "bench/kill", QoS: 1}, msgs)
+	publishAll(t, local, "bench/kill", msgs)
 	r.killQueued = n
 	waitUntil(t, 60*time.Second, 50*time.Millisecond, "backlog on disk", func() bool { return queuedRecords(queueDir, prefix+"bench/kill") >= n })
 	g.stop(9)
@@ -126,7 +126,7 @@ func runMosquittoBridge(t *testing.T, cloud *testpeer.Mosquitto, msgs [][]byte) 
 	waitUntil(t, 20*time.Second, 20*time.Millisecond, "mosquitto bridge connected", func() bool { return proxy.Conns() > 0 })
 
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local.Addr(), Topic: "bench/drain", QoS: 1}, msgs)
+	publishAll(t, local.Addr(), "bench/drain", msgs)
 	start := time.Now()
 	proxy.Restore()
 	r.drained = cnt.wait(n, 30*time.Second)
@@ -135,7 +135,7 @@ func runMosquittoBridge(t *testing.T, cloud *testpeer.Mosquitto, msgs [][]byte) 
 
 	cnt.reset()
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local.Addr(), Topic: "bench/kill", QoS: 1}, msgs)
+	publishAll(t, local.Addr(), "bench/kill", msgs)
 	r.killQueued = n
 	local.Kill()
 	local.Start()
