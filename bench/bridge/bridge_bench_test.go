@@ -279,3 +279,20 @@ func inflightText(n int) string {
 func cloudOptions(queued int) testpeer.MosquittoOptions {
 	return testpeer.MosquittoOptions{MaxQueuedMessages: queued, MaxInflightMessages: 65535}
 }
+
+// intsEnv reads a comma-separated list of numbers from the environment.
+func intsEnv(t *testing.T, name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		out = append(out, n)
+	}
+	return out
+}

@@ -44,19 +44,20 @@ func freeAddr(t *testing.T) string {
 
 // TestCompareBridges: the same outage, drain and kill -9, for the gateway
 // and for mosquitto's bridge, against one upstream mosquitto on loopback.
-// The gateway runs twice: with its default window (inflight: auto), and
-// with the fixed window of 20 it had before.
+// The gateway runs with its default window (inflight: auto) and with the
+// fixed window of 20 it had before (BENCH_INFLIGHTS=0,20,1000 chooses; 0 is
+// auto).
 func TestCompareBridges(t *testing.T) {
 	skipUnlessEnabled(t)
 	n := intEnv("BENCH_MESSAGES", 50000)
 	msgs := lines(n)
 	cloud := testpeer.StartMosquitto(t, cloudOptions(4*n))
 	bin := buildGateway(t)
-	results := []result{
-		runGateway(t, bin, cloud, msgs, 0),
-		runGateway(t, bin, cloud, msgs, 20),
-		runMosquittoBridge(t, cloud, msgs),
+	var results []result
+	for _, w := range intsEnv(t, "BENCH_INFLIGHTS", []int{0, 20}) {
+		results = append(results, runGateway(t, bin, cloud, msgs, w))
 	}
+	results = append(results, runMosquittoBridge(t, cloud, msgs))
 	fmt.Printf("\n%d messages of %d bytes, QoS 1, upstream mosquitto on loopback, links through a TCP proxy\n", n, len(msgs[0]))
 	for _, r := range results {
 		fmt.Println(r)
