@@ -44,19 +44,20 @@ func freeAddr(t *testing.T) string {
 
 // TestCompareBridges: the same outage, drain and kill -9, for the gateway
 // and for mosquitto's bridge, against one upstream mosquitto on loopback.
-// The gateway runs twice: with its default window (inflight: auto), and
-// with the fixed window of 20 it had before.
+// The gateway runs with its default window (inflight: auto) and with the
+// fixed window of 20 it had before (BENCH_INFLIGHTS=0,20,1000 chooses; 0 is
+// auto).
 func TestCompareBridges(t *testing.T) {
 	skipUnlessEnabled(t)
 	n := intEnv("BENCH_MESSAGES", 50000)
 	msgs := lines(n)
-	cloud := testpeer.StartMosquitto(t, testpeer.MosquittoOptions{MaxQueuedMessages: 4 * n})
+	cloud := testpeer.StartMosquitto(t, cloudOptions(4*n))
 	bin := buildGateway(t)
-	results := []result{
-		runGateway(t, bin, cloud, msgs, 0),
-		runGateway(t, bin, cloud, msgs, 20),
-		runMosquittoBridge(t, cloud, msgs),
+	var results []result
+	for _, w := range intsEnv(t, "BENCH_INFLIGHTS", []int{0, 20}) {
+		results = append(results, runGateway(t, bin, cloud, msgs, w))
 	}
+	results = append(results, runMosquittoBridge(t, cloud, msgs))
 	fmt.Printf("\n%d messages of %d bytes, QoS 1, upstream mosquitto on loopback, links through a TCP proxy\n", n, len(msgs[0]))
 	for _, r := range results {
 		fmt.Println(r)
@@ -84,7 +85,7 @@ func runGateway(t *testing.T, bin string, cloud *testpeer.Mosquitto, msgs [][]by
 	waitUntil(t, 20*time.Second, 20*time.Millisecond, "gateway connected", func() bool { return proxy.Conns() > 0 })
 
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local, Topic: "bench/drain", QoS: 1}, msgs)
+	publishAll(t, local, "bench/drain", msgs)
 	waitUntil(t, 60*time.Second, 50*time.Millisecond, "backlog on disk", func() bool { return queuedRecords(queueDir, prefix+"bench/drain") >= n })
 	start := time.Now()
 	proxy.Restore()
@@ -94,7 +95,7 @@ func runGateway(t *testing.T, bin string, cloud *testpeer.Mosquitto, msgs [][]by
 
 	cnt.reset()
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local, Topic: "bench/kill", QoS: 1}, msgs)
+	publishAll(t, local, "bench/kill", msgs)
 	r.killQueued = n
 	waitUntil(t, 60*time.Second, 50*time.Millisecond, "backlog on disk", func() bool { return queuedRecords(queueDir, prefix+"bench/kill") >= n })
 	g.stop(9)
@@ -126,7 +127,7 @@ func runMosquittoBridge(t *testing.T, cloud *testpeer.Mosquitto, msgs [][]byte) 
 	waitUntil(t, 20*time.Second, 20*time.Millisecond, "mosquitto bridge connected", func() bool { return proxy.Conns() > 0 })
 
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local.Addr(), Topic: "bench/drain", QoS: 1}, msgs)
+	publishAll(t, local.Addr(), "bench/drain", msgs)
 	start := time.Now()
 	proxy.Restore()
 	r.drained = cnt.wait(n, 30*time.Second)
@@ -135,7 +136,7 @@ func runMosquittoBridge(t *testing.T, cloud *testpeer.Mosquitto, msgs [][]byte) 
 
 	cnt.reset()
 	proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: local.Addr(), Topic: "bench/kill", QoS: 1}, msgs)
+	publishAll(t, local.Addr(), "bench/kill", msgs)
 	r.killQueued = n
 	local.Kill()
 	local.Start()

@@ -52,7 +52,7 @@ func TestLinkSpeed(t *testing.T) {
 	} else if v == "mosquitto" {
 		sides = sides[1:]
 	}
-	cloud := testpeer.StartMosquitto(t, testpeer.MosquittoOptions{MaxQueuedMessages: 4 * (backlog + rate*secs)})
+	cloud := testpeer.StartMosquitto(t, cloudOptions(4*(backlog+rate*secs)))
 	bin := buildGateway(t)
 	fmt.Printf("\nbacklog %d, live %d msg/s for %d s, QoS 1, upstream mosquitto on loopback through a delay line; gateway at its defaults\n", backlog, rate, secs)
 	fmt.Printf("%-18s %6s | %12s %10s | %14s %12s %12s\n", "", "RTT", "drain msg/s", "first msg", "live arrived", "last behind", "p99 behind")
@@ -169,7 +169,7 @@ type drainResult struct {
 func (l *linkRun) drain(t *testing.T, n int) drainResult {
 	l.cnt.reset()
 	l.proxy.Cut()
-	testpeer.PublishLines(t, testpeer.PubOptions{Addr: l.local, Topic: "bench/drain", QoS: 1}, stampedLines(n))
+	publishAll(t, l.local, "bench/drain", stampedLines(n))
 	if l.onDisk != nil {
 		waitUntil(t, 60*time.Second, 20*time.Millisecond, "backlog on disk", func() bool { return l.onDisk("bench/drain") >= n })
 	}

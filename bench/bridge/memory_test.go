@@ -48,7 +48,7 @@ func TestOutageMemory(t *testing.T) {
 func TestWindowMemory(t *testing.T) {
 	skipUnlessEnabled(t)
 	n := intEnv("BENCH_WINDOW_BACKLOG", 200000)
-	cloud := testpeer.StartMosquitto(t, testpeer.MosquittoOptions{MaxQueuedMessages: 2 * n})
+	cloud := testpeer.StartMosquitto(t, cloudOptions(2*n))
 	proxy := testpeer.StartProxyWith(t, cloud.Addr(), testpeer.ProxyOptions{Delay: 150 * time.Millisecond})
 	bin := buildGateway(t)
 	dir := t.TempDir()

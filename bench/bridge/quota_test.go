@@ -25,7 +25,7 @@ func TestQuotaDrain(t *testing.T) {
 	skipUnlessEnabled(t)
 	n := intEnv("BENCH_QUOTA_BACKLOG", 100000)
 	secs := intEnv("BENCH_QUOTA_SECONDS", 10)
-	cloud := testpeer.StartMosquitto(t, testpeer.MosquittoOptions{MaxQueuedMessages: 4 * n})
+	cloud := testpeer.StartMosquitto(t, cloudOptions(4*n))
 	bin := buildGateway(t)
 	fmt.Printf("\nbacklog of %d records into an AWS-like upstream (100 unacknowledged, 20 ms round trip), max_rate: 100\n", n)
 	for _, batch := range []bool{false, true} {

@@ -60,6 +60,7 @@ func (q *Queue) writeFrames(buf []byte, first, last uint64, newest, at int64, st
 	s.size += size
 	if s.count == 0 {
 		s.first = first
+		s.firstTime = frameTime(buf)
 	}
 	s.count += n
 	s.last = last

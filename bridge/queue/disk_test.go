@@ -410,3 +410,48 @@ func TestBatchFlagKept(t *testing.T) {
 	}
 	check("after a restart", recs)
 }
+
+// TestOldestTime: Stats.OldestTime is the enqueue time of the oldest
+// pending record — staged, on disk after a commit, and after a restart — and
+// zero once everything is acknowledged.
+func TestOldestTime(t *testing.T) {
+	dir := t.TempDir()
+	q, _ := openTest(t, dir, nil)
+	t0 := time.Unix(1_700_000_000, 0)
+	recs := make([]Record, 10)
+	for i := range recs {
+		recs[i] = Record{Time: t0.Add(time.Duration(i) * time.Second), Topic: "a", Payload: []byte("x"), QoS: 1}
+	}
+	if err := q.Append(recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Stats().OldestTime; !got.Equal(t0) {
+		t.Fatalf("staged: OldestTime %v, want %v", got, t0)
+	}
+	if err := q.Ack(recs[2].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Stats().OldestTime; !got.Equal(t0.Add(3 * time.Second)) {
+		t.Fatalf("staged, three acknowledged: OldestTime %v, want %v", got, t0.Add(3*time.Second))
+	}
+	if err := q.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Stats().OldestTime; !got.Equal(t0.Add(3 * time.Second)) {
+		t.Fatalf("on disk: OldestTime %v, want %v (the segment starts with the oldest pending record)", got, t0.Add(3*time.Second))
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q, _ = openTest(t, dir, nil)
+	defer q.Close()
+	if got := q.Stats().OldestTime; !got.Equal(t0.Add(3 * time.Second)) {
+		t.Fatalf("after a restart: OldestTime %v, want %v", got, t0.Add(3*time.Second))
+	}
+	if err := q.Ack(recs[9].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Stats().OldestTime; !got.IsZero() {
+		t.Fatalf("all acknowledged: OldestTime %v, want zero", got)
+	}
+}

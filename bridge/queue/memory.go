@@ -157,6 +157,9 @@ func (m *Memory) Stats() Stats {
 	st := m.st
 	st.PendingRecords = uint64(len(m.recs))
 	st.Bytes = m.bytes
+	if len(m.recs) > 0 {
+		st.OldestTime = m.recs[0].Time
+	}
 	return st
 }
 

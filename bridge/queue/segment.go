@@ -59,9 +59,12 @@ type segment struct {
 	first    uint64 // Seq of the first record (0 if none)
 	last     uint64 // Seq of the last record (0 if none)
 	lastTime int64  // newest enqueue time, Unix ns, for whole-segment expiry
-	sealed   bool   // no more writes: sealed on disk, or retired after an error
-	badUpTo  int64  // damage before this offset has been counted already
-	f        file   // write handle of the active segment, nil otherwise
+	// firstTime is the enqueue time of the first record, Unix ns (0 when
+	// unknown), for Stats.OldestTime.
+	firstTime int64
+	sealed    bool  // no more writes: sealed on disk, or retired after an error
+	badUpTo   int64 // damage before this offset has been counted already
+	f         file  // write handle of the active segment, nil otherwise
 }
 
 // name is the segment's file name, used in errors and logs.
@@ -208,6 +211,7 @@ func (q *Queue) loadSegment(base uint64, path string, maxSeq uint64) *segment {
 	// A complete segment ends with a seal: trust it and skip the scan.
 	if size >= segHeaderSize+sealFrameSize {
 		if fr, _, ok, err := w.frameAt(size - sealFrameSize); err == nil && ok && fr.kind == kindSeal && sealMatches(fr.seal, base) {
+			s.firstTime = firstRecordTime(w, size)
 			f.Close()
 			s.size, s.synced, s.sealed = size, size, true
 			s.first, s.last, s.count, s.lastTime = fr.seal.first, fr.seal.last, fr.seal.count, fr.seal.lastTime
@@ -227,6 +231,7 @@ func (q *Queue) loadSegment(base uint64, path string, maxSeq uint64) *segment {
 		res.meta.first = base
 	}
 	s.first, s.last, s.count, s.lastTime = res.meta.first, res.meta.last, res.meta.count, res.meta.lastTime
+	s.firstTime = firstRecordTime(w, res.goodEnd)
 	s.size, s.synced, s.sealed = res.goodEnd, res.goodEnd, true
 	if cut := size - res.goodEnd; cut > 0 {
 		torn := tornRecords(w, res.goodEnd, size)
@@ -302,4 +307,28 @@ func (q *Queue) moveAside(path string, size int64) {
 		q.log.Error("queue: cannot move segment aside, removing it", "segment", filepath.Base(path), "err", err)
 		os.Remove(path)
 	}
+}
+
+// firstRecordTime is the enqueue time of the first record of a segment
+// whose valid bytes end at end, or 0 when its first frame is not a record.
+// It reads the few bytes itself, leaving w as it was: the frame is inside
+// what Open verified (or a seal vouches for), and the time serves only
+// Stats.OldestTime.
+func firstRecordTime(w *window, end int64) int64 {
+	if end < segHeaderSize+minFrameSize {
+		return 0
+	}
+	b := make([]byte, frameHeaderSize+recordFixed)
+	if _, err := w.r.ReadAt(b, segHeaderSize); err != nil {
+		return 0
+	}
+	return frameTime(b)
+}
+
+// frameTime is the enqueue time in the record frame at the start of b.
+func frameTime(b []byte) int64 {
+	if len(b) < frameHeaderSize+recordFixed || b[frameHeaderSize] != kindRecord {
+		return 0
+	}
+	return int64(binary.LittleEndian.Uint64(b[frameHeaderSize+12:]))
 }

@@ -1,5 +1,7 @@
 package queue
 
+import "time"
+
 // Stats are the queue's counters for the metrics endpoint. Counts are since
 // Open, except PendingRecords, Bytes and Segments, which describe the log
 // now (including records kept from before Open). Each record is counted once
@@ -24,6 +26,11 @@ type Stats struct {
 	// never reached the disk. With Acked it shows how much of the traffic
 	// the SD card was spared.
 	AckedUnwritten uint64
+	// OldestTime is when the oldest pending record was queued (zero when
+	// nothing is pending): exact when it is staged or starts its segment,
+	// otherwise the time of its segment's first record, at most one
+	// segment's span (4 MiB of records) older.
+	OldestTime time.Time
 	// Appended counts records appended.
 	Appended uint64
 	// Acked counts records acknowledged.
@@ -65,6 +72,30 @@ func (q *Queue) Stats() Stats {
 	st.StagedRecords = q.stg.unacked(done)
 	st.StagedBytes = q.stg.live
 	st.PendingRecords += st.StagedRecords
+	st.OldestTime = q.oldestTime(done)
 	st.Bytes = q.used + q.stg.live
 	return st
+}
+
+// oldestTime finds Stats.OldestTime. Caller holds mu.
+func (q *Queue) oldestTime(done uint64) time.Time {
+	for _, s := range q.segs {
+		if s.unacked(done) > 0 {
+			if s.firstTime == 0 {
+				break // unknown: look no further than staging
+			}
+			return time.Unix(0, s.firstTime)
+		}
+	}
+	if st := &q.stg; st.unacked(done) > 0 {
+		for i := st.head; i < len(st.ents); i++ {
+			if st.first+uint64(i) > done {
+				if ns := frameTime(st.frame(i)); ns != 0 {
+					return time.Unix(0, ns)
+				}
+				break
+			}
+		}
+	}
+	return time.Time{}
 }

@@ -136,7 +136,7 @@ func (s *Server) writeMetrics(w io.Writer) {
 		counter("fieldbridge_bridge_downlink_received_total", bs.DownlinkReceived)
 		gauge("fieldbridge_queue_records", float64(bs.Pending))
 		gauge("fieldbridge_queue_bytes", float64(bs.Queue.Bytes))
-		gauge("fieldbridge_queue_oldest_age_seconds", s.oldest.observe(bs.Pending, now).Seconds())
+		gauge("fieldbridge_queue_oldest_age_seconds", oldestAge(bs, now).Seconds())
 		for _, d := range []struct {
 			reason string
 			n      uint64

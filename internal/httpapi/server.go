@@ -56,13 +56,12 @@ type Options struct {
 // changed http section moves its listener (Reconfigure) while readiness,
 // the uptime and the backlog's age estimate carry on.
 type Server struct {
-	o      Options
-	now    func() time.Time
-	start  time.Time
-	log    *slog.Logger
-	mux    *http.ServeMux
-	ready  atomic.Bool
-	oldest oldestTracker
+	o     Options
+	now   func() time.Time
+	start time.Time
+	log   *slog.Logger
+	mux   *http.ServeMux
+	ready atomic.Bool
 	// authFailures counts requests refused for their credentials (401)
 	// or for what the user may read (403).
 	authFailures atomic.Uint64
@@ -270,11 +269,9 @@ func (l *listener) close() {
 	<-l.done
 }
 
-// sample runs every second while the server runs: it looks at the bridge's
-// backlog, so that the oldest-message estimate sees the queue empty even
-// between scrapes, and at readiness, so that readiness is earned once for
-// good whether or not anybody asked (a reload afterwards never makes the
-// gateway unready).
+// sample runs every second while the server runs: it looks at readiness,
+// so that readiness is earned once for good whether or not anybody asked (a
+// reload afterwards never makes the gateway unready).
 func (s *Server) sample() {
 	defer s.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -284,9 +281,6 @@ func (s *Server) sample() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if b := s.o.Source.Bridge(); b != nil {
-				s.oldest.observe(b.Stats().Pending, s.now())
-			}
 			s.readiness()
 		}
 	}

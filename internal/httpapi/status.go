@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"sync"
 	"time"
 
 	"github.com/fieldbridge/fieldbridge/adapters"
@@ -91,7 +90,7 @@ type BridgeView struct {
 	Upstream   string `json:"upstream"`
 	Backlog    uint64 `json:"backlog"`
 	QueueBytes int64  `json:"queue_bytes"`
-	// OldestAgeSeconds: see oldestTracker.
+	// OldestAgeSeconds: see oldestAge.
 	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
 	InFlight         int     `json:"in_flight"`
 	// Window is how many publishes may be in flight now (inflight: auto
@@ -146,27 +145,14 @@ func dropped(st bridge.Stats) uint64 {
 	return st.DroppedFull + st.Expired + st.Corrupt + st.HandoffOverflow + st.DroppedInvalid + st.DroppedShutdown
 }
 
-// oldestTracker estimates the age of the oldest message in the bridge's
-// queue as the time since the queue was last seen empty, sampled every
-// second. The queue is FIFO, so everything it holds arrived after that
-// moment: the figure is an upper bound, exact while a backlog builds up,
-// pessimistic while one drains. A backlog kept across a restart counts
-// from the start. (The queue does not report its oldest record's time.)
-type oldestTracker struct {
-	mu        sync.Mutex
-	lastEmpty time.Time
-}
-
-func (o *oldestTracker) observe(pending uint64, now time.Time) time.Duration {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if pending == 0 || o.lastEmpty.IsZero() {
-		o.lastEmpty = now
-	}
-	if pending == 0 {
+// oldestAge is how long the oldest message in the bridge's queue has
+// waited: exact, or up to one queue segment's span more (see
+// queue.Stats.OldestTime); 0 with nothing queued.
+func oldestAge(st bridge.Stats, now time.Time) time.Duration {
+	if st.Queue.OldestTime.IsZero() || st.Pending == 0 {
 		return 0
 	}
-	return now.Sub(o.lastEmpty)
+	return max(now.Sub(st.Queue.OldestTime), 0)
 }
 
 func stateName(s int) string {
@@ -218,7 +204,7 @@ func (s *Server) status(device string) Status {
 		bs := br.Stats()
 		st.Bridge = &BridgeView{
 			Connected: bs.Connected, Upstream: bs.Upstream, Backlog: bs.Pending, QueueBytes: bs.Queue.Bytes,
-			OldestAgeSeconds: s.oldest.observe(bs.Pending, now).Seconds(),
+			OldestAgeSeconds: oldestAge(bs, now).Seconds(),
 			InFlight:         bs.InFlight, Window: bs.Window, RoundTripSeconds: bs.RoundTrip.Seconds(),
 			Forwarded: bs.Forwarded, Acked: bs.Acked, Reconnects: bs.Reconnects,
 			Dropped: dropped(bs),
