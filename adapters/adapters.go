@@ -143,6 +143,9 @@ type Point struct {
 	// Publish and Deadband control change detection.
 	Publish  PublishMode
 	Deadband float64
+	// Writable points accept commands (see Writer); their adapter
+	// implements Writer.
+	Writable bool
 	// Path locates the point in the adapter entry, for error messages.
 	Path string
 }
@@ -156,6 +159,9 @@ type Sample struct {
 	Err error
 	// Time is when the value was read.
 	Time time.Time
+	// Force publishes a good value even if it did not change (the
+	// read-back after a write, which subscribers must see at once).
+	Force bool
 }
 
 // Number assigns dense IDs to the points of the given adapters, in order, and

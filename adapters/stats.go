@@ -29,6 +29,17 @@ type BusStatus struct {
 	// Durations are the times of the requests, from sending the request to
 	// having the reply or giving up.
 	Durations Histogram
+	// Writes counts the outcomes of commands (Writer), for adapters that
+	// take them.
+	Writes WriteCounts
+}
+
+// WriteCounts are an adapter's command outcomes: OK acknowledged by the
+// device; Refused before anything was sent (not writable, wrong type, out
+// of range); Failed the others (not sent, refused by the device, unknown
+// outcome).
+type WriteCounts struct {
+	OK, Refused, Failed uint64
 }
 
 // DeviceStatus is a snapshot of one device's counters.

@@ -64,6 +64,10 @@ func RenderTopic(tmpl string, v TopicVars) (string, error) {
 	if err := CheckTopic(topic); err != nil {
 		return "", fmt.Errorf("topic template %q renders %q: %w", tmpl, topic, err)
 	}
+	if strings.HasSuffix(topic, "/set") || strings.HasSuffix(topic, "/set/result") {
+		// Retained values there would be taken for commands.
+		return "", fmt.Errorf("topic template %q renders %q: topics ending in /set and /set/result are for commands and their results", tmpl, topic)
+	}
 	return topic, nil
 }
 

@@ -103,14 +103,16 @@ func TestRenderTopic(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"{gateway}/{nope}":    "unknown variable {nope}",
-		"{gateway}/{device":   "unclosed",
-		"{gateway}}":          "unmatched",
-		"{gateway}//{point}":  "empty level",
-		"{gateway}/+/{point}": "wildcard",
-		"{gateway}/#":         "wildcard",
-		"$SYS/{point}":        "reserved for the broker",
-		"{gateway}/{point}/":  "empty level",
+		"{gateway}/{nope}":               "unknown variable {nope}",
+		"{gateway}/{device":              "unclosed",
+		"{gateway}}":                     "unmatched",
+		"{gateway}//{point}":             "empty level",
+		"{gateway}/+/{point}":            "wildcard",
+		"{gateway}/#":                    "wildcard",
+		"$SYS/{point}":                   "reserved for the broker",
+		"{gateway}/{point}/":             "empty level",
+		"{gateway}/{point}/set":          "for commands",
+		"{gateway}/x/{point}/set/result": "for commands",
 	}
 	for tmpl, want := range bad {
 		_, err := RenderTopic(tmpl, v)

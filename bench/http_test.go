@@ -23,7 +23,7 @@ func startHTTP(tb testing.TB, built []adapters.Adapter, pub *publisher.Publisher
 	tb.Helper()
 	listen := "127.0.0.1:0"
 	c := httpapi.Config{Listen: &listen}
-	c.Check("", nopReporter{})
+	c.Check(nil, false, nopReporter{})
 	rec := httpapi.NewRecorder(built, pub, time.Now())
 	buses := make([]httpapi.Bus, len(built))
 	for i, a := range built {

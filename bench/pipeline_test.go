@@ -103,24 +103,45 @@ func cpuTime() time.Duration {
 // registers every 100 ms = 40,000 points/s. With metrics=on the samples
 // pass through the HTTP side's recorder and /metrics is scraped every
 // second (Prometheus usually scrapes every 15 s), so the difference is the
-// cost of the HTTP side on the poll path at its worst.
+// cost of the HTTP side on the poll path at its worst. With auth=on the
+// subscriber logs in as a user whose ACL is checked for every message
+// delivered to it (a deny rule for commands first, then read on everything).
 func BenchmarkPipeline(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		name := "metrics=off"
-		if on {
-			name = "metrics=on"
-		}
-		b.Run(name, func(b *testing.B) { benchPipeline(b, on) })
+	for _, run := range []struct {
+		name          string
+		metrics, auth bool
+	}{
+		{"metrics=off", false, false},
+		{"metrics=on", true, false},
+		{"auth=on", false, true},
+	} {
+		b.Run(run.name, func(b *testing.B) { benchPipeline(b, run.metrics, run.auth) })
 	}
 }
 
-func benchPipeline(b *testing.B, withHTTP bool) {
+// benchUsers is a broker.users section for the auth=on runs (password
+// "bench", bcrypt cost 4).
+const benchUsers = `  users:
+    - username: hmi
+      password_hash: "$2a$04$4N3COo8gJDXIH6Eu4YEoiu3N5pf8/49UJq4eGlwUfeMAAm/RLu0ai"
+      acl:
+        - {filter: "bench/+/+/set", access: deny}
+        - {filter: "bench/#", access: read}
+`
+
+func benchPipeline(b *testing.B, withHTTP, auth bool) {
 	sub, err := exec.LookPath("mosquitto_sub")
 	if err != nil {
 		b.Skip("mosquitto_sub not installed")
 	}
 	addr := fastDevice(b)
-	cfg, err := config.Parse("bench.yaml", []byte(loadConfig("bench", addr, 8, 500, 100*time.Millisecond)), config.Options{})
+	yaml := loadConfig("bench", addr, 8, 500, 100*time.Millisecond)
+	var creds []string
+	if auth {
+		yaml = strings.Replace(yaml, "broker: {listen: \"127.0.0.1:0\"}\n", "broker:\n  listen: \"127.0.0.1:0\"\n"+benchUsers, 1)
+		creds = []string{"-u", "hmi", "-P", "bench"}
+	}
+	cfg, err := config.Parse("bench.yaml", []byte(yaml), config.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +159,7 @@ func benchPipeline(b *testing.B, withHTTP bool) {
 	}
 	defer broker.Close()
 	host, port, _ := net.SplitHostPort(broker.Addr())
-	cmd := exec.Command(sub, "-h", host, "-p", port, "-t", "bench/#", "-q", "0")
+	cmd := exec.Command(sub, append([]string{"-h", host, "-p", port, "-t", "bench/#", "-q", "0"}, creds...)...)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}

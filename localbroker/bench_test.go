@@ -7,17 +7,26 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // rawSubscriber connects a minimal MQTT 3.1.1 client that subscribes to
 // filter at QoS 0 and discards everything it receives, costing the broker
 // process nothing but the socket.
-func rawSubscriber(tb testing.TB, addr, filter string) {
+func rawSubscriber(tb testing.TB, addr, filter string, creds ...string) {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	connect := []byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 60, 0, 1, 'b'}
+	if len(creds) == 2 {
+		body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, 0, 60, 0, 1, 'b'}
+		for _, s := range creds {
+			body = append(append(body, 0, byte(len(s))), s...)
+		}
+		connect = append([]byte{0x10, byte(len(body))}, body...)
+	}
 	sub := append([]byte{0x82, byte(5 + len(filter)), 0, 1, 0, byte(len(filter))}, filter...)
 	sub = append(sub, 0)
 	if _, err := c.Write(append(connect, sub...)); err != nil {
@@ -38,10 +47,31 @@ func rawSubscriber(tb testing.TB, addr, filter string) {
 // publishes it: inline, retained, ~80-byte JSON payload, 4,000 distinct
 // topics, one TCP subscriber on everything. Everything the gateway adds
 // (polling, decoding, encoding) comes on top of this.
+//
+// With auth=on the subscriber is a user whose two ACL rules are checked
+// for every message delivered to it.
 func BenchmarkPublishRetained(b *testing.B) {
-	for _, subscribers := range []int{0, 1} {
-		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("bench"), bcrypt.MinCost)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		subscribers int
+		auth        bool
+	}{{0, false}, {1, false}, {1, true}} {
+		name := fmt.Sprintf("subscribers=%d", tc.subscribers)
+		if tc.auth {
+			name += "/auth=on"
+		}
+		subscribers := tc.subscribers
+		b.Run(name, func(b *testing.B) {
 			cfg := Config{Listen: "127.0.0.1:0"}
+			var creds []string
+			if tc.auth {
+				cfg.Users = []User{{Username: "hmi", PasswordHash: string(hash), ACL: []ACLRule{
+					{Filter: "bench/+/+/set", Access: "deny"}, {Filter: "bench/#", Access: "read"}}}}
+				creds = []string{"hmi", "bench"}
+			}
 			cfg.Check(nopReporter{})
 			br, err := New(cfg, nil)
 			if err != nil {
@@ -52,7 +82,7 @@ func BenchmarkPublishRetained(b *testing.B) {
 			}
 			defer br.Close()
 			for i := 0; i < subscribers; i++ {
-				rawSubscriber(b, br.Addr(), "bench/#")
+				rawSubscriber(b, br.Addr(), "bench/#", creds...)
 			}
 			topics := make([]string, 4000)
 			for i := range topics {

@@ -10,10 +10,23 @@ import (
 // mochi's own defaults (sessions kept forever, 8192 queued messages per
 // client) suit a server, not a Raspberry Pi.
 type Config struct {
-	// Listen is the TCP address of the MQTT listener (default
-	// 127.0.0.1:1883). Listening beyond loopback exposes the broker to the
-	// network: there is no authentication yet.
+	// Listen is the shorthand for one plain TCP listener (default
+	// 127.0.0.1:1883 when Listeners is empty too).
 	Listen string `yaml:"listen"`
+	// Listeners are the network listeners: tcp, tls, ws (MQTT over
+	// WebSocket) and wss. Every limit below holds on each of them.
+	Listeners []ListenerConfig `yaml:"listeners"`
+	// AllowAnonymous admits clients that send no username. Default: true
+	// only while no users are configured and every listener is on
+	// loopback.
+	AllowAnonymous *bool `yaml:"allow_anonymous"`
+	// AnonymousACL limits what anonymous clients may do (default: all).
+	AnonymousACL []ACLRule `yaml:"anonymous_acl"`
+	// Users are the accounts, with bcrypt password hashes and ACLs.
+	Users []User `yaml:"users"`
+	// ConnectTimeout is how long a new connection may take to complete
+	// its TLS handshake and CONNECT (default 10s).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// MaxClients caps simultaneous client connections (default 64).
 	MaxClients int `yaml:"max_clients"`
 	// MaxPacketSize caps a packet in bytes, both ways (default 262144).
@@ -29,19 +42,25 @@ type Config struct {
 	// (default 1h).
 	SessionExpiry time.Duration `yaml:"session_expiry"`
 	// MessageExpiry caps how long a message waits for an offline client
-	// (default 1h).
+	// (default 1h). Retained values do not expire: they live until
+	// replaced.
 	MessageExpiry time.Duration `yaml:"message_expiry"`
+
+	// anonymous is AllowAnonymous resolved by Check, and why.
+	anonymous       bool
+	anonymousReason string
 }
 
 // Defaults, in one place.
 const (
-	DefaultListen        = "127.0.0.1:1883"
-	defaultMaxClients    = 64
-	defaultMaxPacketSize = 256 << 10
-	defaultMaxInflight   = 256
-	defaultMaxPending    = 4096
-	defaultSessionExpiry = time.Hour
-	defaultMessageExpiry = time.Hour
+	DefaultListen         = "127.0.0.1:1883"
+	defaultMaxClients     = 64
+	defaultMaxPacketSize  = 256 << 10
+	defaultMaxInflight    = 256
+	defaultMaxPending     = 4096
+	defaultSessionExpiry  = time.Hour
+	defaultMessageExpiry  = time.Hour
+	defaultConnectTimeout = 10 * time.Second
 )
 
 // Reporter receives configuration problems by key path.
@@ -50,17 +69,25 @@ type Reporter interface {
 	Warnf(path, format string, args ...any)
 }
 
-// Check fills defaults and reports problems.
+// Check fills defaults and reports problems. Certificate and key files are
+// read here, so a wrong path fails `gateway check`.
 func (c *Config) Check(r Reporter) {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
+	switch {
+	case c.Listen != "" && len(c.Listeners) > 0:
+		r.Errorf("listen", "set listen (one plain TCP listener) or listeners, not both")
+	case len(c.Listeners) == 0:
+		if c.Listen == "" {
+			c.Listen = DefaultListen
+		}
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			r.Errorf("listen", "listen %q is not host:port: %v", c.Listen, err)
+		} else {
+			c.Listeners = []ListenerConfig{{Type: "tcp", Address: c.Listen, fromListen: true}}
+		}
 	}
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		r.Errorf("listen", "listen %q is not host:port: %v", c.Listen, err)
-	} else if ip := net.ParseIP(host); host == "" || (ip != nil && !ip.IsLoopback()) || (ip == nil && host != "localhost") {
-		r.Warnf("listen", "the broker listens beyond loopback (%s) without authentication: any host that reaches it can read and publish", c.Listen)
-	}
+	c.checkListeners(r)
+	c.checkUsers(r)
+	c.checkAnonymous(r)
 	positive := func(key string, v *int, def, max int) {
 		switch {
 		case *v == 0:
@@ -78,5 +105,8 @@ func (c *Config) Check(r Reporter) {
 	}
 	if c.MessageExpiry == 0 {
 		c.MessageExpiry = defaultMessageExpiry
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = defaultConnectTimeout
 	}
 }

@@ -20,6 +20,7 @@ type Adapter struct {
 	devices []*device
 	pub     []*adapters.Device
 	stats   busStats
+	writes  writer
 
 	// newLink builds the bus transport; tests replace it.
 	newLink func() (link, error)
@@ -49,6 +50,7 @@ func (c *Config) Build(env adapters.Env) (adapters.Adapter, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Adapter{cfg: c, log: log.With("bus", c.Name)}
+	a.writes.points, a.writes.queue = map[*adapters.Point]*writePoint{}, make(chan *writeJob, writeQueueSize)
 	for i := range c.Devices {
 		dc := &c.Devices[i]
 		pd := &adapters.Device{Name: dc.Name, Adapter: c.Name, Path: fmt.Sprintf("devices[%d]", i)}
@@ -71,12 +73,15 @@ func (c *Config) Build(env adapters.Env) (adapters.Adapter, error) {
 			}
 			points[j] = &adapters.Point{
 				Device: dc.Name, Name: pc.Name, Topic: topic, Unit: pc.Unit,
-				Publish: pc.publishMode(dc), Deadband: pc.deadband(dc),
+				Publish: pc.publishMode(dc), Deadband: pc.deadband(dc), Writable: pc.Writable,
 				Path: fmt.Sprintf("%s.points[%d]", pd.Path, j),
 			}
 		}
 		pd.Points = points
 		d := &device{cfg: dc, pub: pd, requests: planDevice(dc, points), log: a.log.With("device", dc.Name, "unit", dc.unit)}
+		for j := range dc.Points {
+			a.writes.points[points[j]] = newWritePoint(d, &dc.Points[j], points[j])
+		}
 		a.devices = append(a.devices, d)
 		a.pub = append(a.pub, pd)
 	}
@@ -182,6 +187,8 @@ func (a *Adapter) Run(ctx context.Context, sink adapters.Sink) error {
 	// short: a request on the wire finishes (within its timeout) so the
 	// device is not left with half a frame.
 	b := newBus(a, l, sink)
+	a.startWrites()
+	defer a.stopWrites("is stopping")
 	b.run(ctx)
 	return nil
 }

@@ -65,7 +65,7 @@ func (b *bus) run(ctx context.Context) {
 		if b.linkDown && b.linkRetry.After(at) {
 			at = b.linkRetry
 		}
-		if !b.sleep(ctx, at.Sub(b.now())) {
+		if !b.wait(ctx, at) { // serves writes meanwhile
 			return
 		}
 		b.a.stats.busySince.Store(b.now().UnixNano())
@@ -123,6 +123,7 @@ func (b *bus) poll(ctx context.Context, d *device) {
 		if ctx.Err() != nil {
 			return
 		}
+		b.serveWrites(ctx) // writes jump the queue, between two requests
 		q := &d.requests[i]
 		tries := d.cfg.retries
 		if probe || (lastFail != nil && !answered) {

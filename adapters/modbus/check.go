@@ -241,6 +241,7 @@ func (c *Config) checkDevice(env adapters.Env, d *DeviceConfig, path string, r a
 	if d.Deadband != nil && *d.Deadband < 0 {
 		r.Errorf(path+".deadband", "deadband must not be negative")
 	}
+	checkWriteFunction(d, path, r)
 	if len(d.Points) == 0 {
 		r.Errorf(path+".points", "device %q has no points", d.Name)
 	}

@@ -117,6 +117,7 @@ func (c *Config) checkPoint(env adapters.Env, d *DeviceConfig, p *PointConfig, p
 	}
 
 	c.checkAddressRange(d, p, path, r)
+	checkWrite(p, path, r)
 
 	if _, err := adapters.RenderTopic(p.topicTemplate(d), adapters.TopicVars{Gateway: env.GatewayID, Adapter: c.Name, Device: d.Name, Point: p.Name}); err != nil {
 		key := ".topic"

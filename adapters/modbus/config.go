@@ -81,6 +81,10 @@ type DeviceConfig struct {
 	Topic    string   `yaml:"topic"`
 	Publish  string   `yaml:"publish"`
 	Deadband *float64 `yaml:"deadband"`
+	// WriteFunction is 6 (default: FC06 for one register, FC16 for
+	// several; FC05 for coils) or 16 for devices that accept only the
+	// "write multiple" functions (FC16 always; FC15 for coils).
+	WriteFunction int `yaml:"write_function"`
 	// Description is free text for people reading the config.
 	Description string `yaml:"description"`
 
@@ -122,6 +126,13 @@ type PointConfig struct {
 	Publish string `yaml:"publish"`
 	// Deadband suppresses on_change publishes smaller than this.
 	Deadband *float64 `yaml:"deadband"`
+	// Writable accepts commands on {gateway}/{device}/{point}/set (coils
+	// and holding registers only).
+	Writable bool `yaml:"writable"`
+	// Min and Max bound the values a command may set, in engineering units
+	// (after scale and offset); writes outside are refused.
+	Min *float64 `yaml:"min"`
+	Max *float64 `yaml:"max"`
 	// Description is free text for people reading the config.
 	Description string `yaml:"description"`
 

@@ -50,6 +50,7 @@ func (a *Adapter) Describe(w io.Writer) {
 			fmt.Fprintf(w, ", %s on the line (%.1f%% of its interval)", t.Round(10*time.Microsecond), 100*share)
 		}
 		fmt.Fprintln(w)
+		a.describeWrites(w, d)
 	}
 	if _, ok := c.charTime(); ok {
 		fmt.Fprintf(w, "  line load: %.1f%% of the bus at %d baud, before device turnaround\n", 100*busLoad, c.Baud)

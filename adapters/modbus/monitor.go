@@ -65,6 +65,8 @@ func (a *Adapter) Status() adapters.BusStatus {
 		Devices:   make([]adapters.DeviceStatus, len(a.devices)),
 		Durations: a.stats.durations.Snapshot(),
 	}
+	ws := a.WriteStats()
+	st.Writes = adapters.WriteCounts{OK: uint64(ws.OK), Refused: uint64(ws.Refused), Failed: uint64(ws.Failed)}
 	for i, d := range a.devices {
 		st.Devices[i] = adapters.DeviceStatus{Device: d.pub, Address: d.unitText(), Requests: d.counters.requests.Snapshot()}
 		if !d.counters.polled.Load() {

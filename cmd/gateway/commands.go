@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/fieldbridge/fieldbridge/adapters"
@@ -149,7 +150,8 @@ func printPlan(w io.Writer, cfg *config.Config, built []adapters.Adapter) {
 		}
 	}
 	fmt.Fprintf(w, "%s: ok — gateway %s, %d adapter(s), %d device(s), %d point(s); broker on %s\n",
-		cfg.Path, cfg.Gateway.ID, len(built), devices, points, cfg.Broker.Listen)
+		cfg.Path, cfg.Gateway.ID, len(built), devices, points, strings.Join(cfg.Broker.Addresses(), ", "))
+	cfg.Broker.Describe(w)
 	if cfg.Simulator != nil {
 		fmt.Fprintf(w, "simulator on %s\n", cfg.Simulator.Listen)
 	}

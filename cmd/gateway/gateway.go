@@ -15,6 +15,7 @@ import (
 
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
+	cmdrouter "github.com/fieldbridge/fieldbridge/internal/commands"
 	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/httpapi"
 	"github.com/fieldbridge/fieldbridge/internal/simulator"
@@ -32,7 +33,9 @@ type gateway struct {
 	sim    *simulator.Simulator
 	bridge *bridge.Bridge
 	http   *httpapi.Server // nil only if the start failed before it
-	wg     sync.WaitGroup  // the buses' goroutines and the watchdog's
+	// commands routes …/set commands to the buses; a reload updates it.
+	commands *cmdrouter.Router
+	wg       sync.WaitGroup // the buses' goroutines and the watchdog's
 
 	// running is set once every part has started: until then /readyz
 	// says "gateway: starting".
@@ -88,10 +91,13 @@ func (g *gateway) start(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	if err := g.broker.Start(); err != nil {
-		return explainListen(err, "broker", cfg.Broker.Listen, "is another MQTT broker (mosquitto) running?")
+		return explainBroker(err)
 	}
 	if g.bridge != nil {
 		g.runBridge(g.bridge)
+	}
+	if err := g.startCommands(ctx, cfg.Gateway.ID, built); err != nil {
+		return err
 	}
 	// The HTTP side binds before any bus touches a device, so that a busy
 	// port fails the start cleanly; it reads the buses as they are

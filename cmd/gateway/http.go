@@ -6,6 +6,7 @@ import (
 
 	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/httpapi"
+	"github.com/fieldbridge/fieldbridge/localbroker"
 )
 
 // startHTTP builds the metrics, health and status endpoint and starts it
@@ -14,10 +15,12 @@ import (
 // start: it reads the running buses and the bridge afresh on every request
 // (gatewaySource), so what a reload changes shows at once.
 func (g *gateway) startHTTP(cfg *config.Config) error {
-	// Until the broker has users (broker.users), the HTTP side has no
-	// authentication either: like the broker, it listens on loopback by
-	// default, and check warns when it does not.
-	srv, err := httpapi.New(httpapi.Options{
+	// Basic auth with the broker's users (brokerUsers). Until the broker
+	// has users, the HTTP side has no authentication either: like the
+	// broker, it listens on loopback by default, and check warns when it
+	// does not.
+	o := httpapi.Options{
+		Auth:      brokerUsers{g.broker},
 		Config:    *cfg.HTTP,
 		GatewayID: cfg.Gateway.ID,
 		Version:   strings.TrimPrefix(versionString(), "fieldbridge gateway "),
@@ -25,7 +28,11 @@ func (g *gateway) startHTTP(cfg *config.Config) error {
 		Broker:    g.broker,
 		Started:   g.running.Load,
 		Log:       g.log.With("component", "http"),
-	})
+	}
+	if g.commands != nil { // started before: it lives as long as the gateway
+		o.Commands = g.commands
+	}
+	srv, err := httpapi.New(o)
 	if err != nil {
 		return err
 	}
@@ -71,4 +78,24 @@ func (s gatewaySource) Bridge() httpapi.BridgeStats {
 		return b // not a nil *bridge.Bridge in an interface
 	}
 	return nil
+}
+
+// brokerUsers is the HTTP side's basic auth: the broker's users as they
+// are since the last reload (a user added, removed or given a new password
+// by SIGHUP logs in, or fails, at the next request). A user gets the pages
+// if its ACL would let it subscribe to {gateway.id}/#, since the pages show
+// every value under it; other users get 403. No users: no authentication.
+type brokerUsers struct{ b *localbroker.Broker }
+
+func (u brokerUsers) Required() bool { return u.b.Users().Len() > 0 }
+
+func (u brokerUsers) Authenticate(username, password, gatewayID string) httpapi.Access {
+	users := u.b.Users()
+	switch {
+	case !users.Verify(username, password):
+		return httpapi.Denied
+	case !users.MaySubscribe(username, gatewayID+"/#"):
+		return httpapi.Forbidden
+	}
+	return httpapi.Granted
 }

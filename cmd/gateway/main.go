@@ -7,6 +7,7 @@
 //	gateway probe ...             read a register block every way, or --scan for unit ids
 //	gateway read --config FILE    poll the configured points once and print them
 //	gateway ports                 list serial ports (USB ids, /dev/serial/by-id names)
+//	gateway passwd                print a password's bcrypt hash for broker.users
 //	gateway version               print the version
 //	gateway help [COMMAND]        list the commands, or explain one
 package main

@@ -13,6 +13,7 @@ import (
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
 	"github.com/fieldbridge/fieldbridge/internal/config"
+	"github.com/fieldbridge/fieldbridge/localbroker"
 )
 
 // Reloading (SIGHUP, `systemctl reload fieldbridge`). The new config is
@@ -26,6 +27,12 @@ import (
 //     polling, untouched.
 //   - the bridge is reconfigured in place (bridge.Reconfigure): its queue
 //     stays open and keeps taking messages, so nothing is lost.
+//   - the broker is reconfigured in place (localbroker.Change, broker.go):
+//     listeners added and removed, users, ACLs and anonymous access applied
+//     to new connections and to the connected clients' next messages; the
+//     in-process subscriptions (publisher, bridge) and the clients of
+//     unchanged listeners are not touched. A listener that cannot open its
+//     address rejects the whole reload, as a config error would.
 //   - the simulator restarts if its settings changed; the log level changes.
 //   - the HTTP side (status page, metrics, health) moves its listener in
 //     place if the http section changed (see applyHTTP); it reads the buses
@@ -33,7 +40,7 @@ import (
 //     recorder takes over what its predecessor had shown, and readiness,
 //     once earned, stays.
 //
-// The broker's settings, the log format and the bridge's buffer take effect
+// The log format, the bridge's buffer and some broker limits take effect
 // only at the next start: a reload that changes them says so.
 
 // reload re-reads the config at path and applies it. It runs on the
@@ -52,10 +59,16 @@ func (g *gateway) reload(ctx context.Context, path string) {
 		g.log.Error("config rejected: the gateway keeps running with the config it had", "file", path)
 		return
 	}
+	broker, err := g.prepareBroker(next)
+	if err != nil {
+		g.log.Error("config: " + err.Error())
+		g.log.Error("config rejected: the gateway keeps running with the config it had", "file", path)
+		return
+	}
 	for _, w := range next.Warnings {
 		g.log.Warn("config: " + w.String())
 	}
-	g.apply(ctx, next, built)
+	g.apply(ctx, next, built, broker)
 }
 
 // logProblems logs each problem of a rejected config as `gateway check`
@@ -71,8 +84,9 @@ func (g *gateway) logProblems(err error) {
 	}
 }
 
-// apply switches from g.cfg to next, whose adapters are built.
-func (g *gateway) apply(ctx context.Context, next *config.Config, built []adapters.Adapter) {
+// apply switches from g.cfg to next, whose adapters are built and whose
+// broker change is prepared.
+func (g *gateway) apply(ctx context.Context, next *config.Config, built []adapters.Adapter, broker *localbroker.Change) {
 	old := g.cfg
 	var later []string // changes that take effect at the next start
 
@@ -83,9 +97,7 @@ func (g *gateway) apply(ctx context.Context, next *config.Config, built []adapte
 	if !strings.EqualFold(old.Log.Format, next.Log.Format) {
 		later = append(later, "log.format")
 	}
-	if !reflect.DeepEqual(old.Broker, next.Broker) {
-		later = append(later, "broker")
-	}
+	later = append(later, broker.Commit()...)
 	if old.Gateway.DataDir != next.Gateway.DataDir {
 		later = append(later, "gateway.data_dir")
 	}
@@ -195,6 +207,7 @@ func (g *gateway) applyBuses(ctx context.Context, next *config.Config, built []a
 	g.mu.Lock()
 	g.buses = buses
 	g.mu.Unlock()
+	g.updateCommands(next.Gateway.ID, buses)
 	if stopped > 0 || started > 0 {
 		g.log.Info("buses reloaded", "restarted_or_added", names(buses, keep, false), "kept", names(buses, keep, true))
 	}

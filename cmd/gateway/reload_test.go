@@ -95,7 +95,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	path := filepath.Join(dir, "gateway.yaml")
 	write := func(text string) {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(withoutHTTP(text)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,7 +29,7 @@ func TestFullStack(t *testing.T) {
 		Exceptions: []testpeer.ExceptionRange{{Unit: 1, Table: testpeer.Holding, Start: 100, End: 199, Code: 2}},
 	})
 	brokerAddr := loopbackAddr(t)
-	cfg, err := config.Parse("stack.yaml", []byte(`
+	cfg, err := config.Parse("stack.yaml", []byte(withoutHTTP(`
 gateway: {id: it}
 broker: {listen: "`+brokerAddr+`"}
 adapters:
@@ -52,7 +52,7 @@ adapters:
         interval: 200ms
         points:
           - {name: x, table: holding, address: 0}
-`), config.Options{})
+`)), config.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -210,8 +210,10 @@ func (cfg *Config) check() {
 		if s.Listen == "" {
 			s.Listen = simulator.DefaultListen
 		}
-		if s.Listen == cfg.Broker.Listen {
-			c.errorf("simulator.listen", "the simulator and the broker both listen on %s", s.Listen)
+		for _, a := range cfg.Broker.Addresses() {
+			if s.Listen == a && !strings.HasSuffix(a, ":0") { // port 0: each gets a free one
+				c.errorf("simulator.listen", "the simulator and the broker both listen on %s", s.Listen)
+			}
 		}
 	}
 	if cfg.Bridge != nil {
@@ -220,7 +222,7 @@ func (cfg *Config) check() {
 	if cfg.HTTP == nil {
 		cfg.HTTP = new(httpapi.Config)
 	}
-	cfg.HTTP.Check(cfg.Broker.Listen, prefixed{c, "http"})
+	cfg.HTTP.Check(cfg.Broker.Addresses(), len(cfg.Broker.Users) > 0, prefixed{c, "http"})
 	env := adapters.Env{GatewayID: g.ID}
 	if g.ID == "" || adapters.CheckName(g.ID) != nil {
 		// Reported above; a stand-in keeps every topic check from

@@ -42,9 +42,10 @@ type Reporter interface {
 }
 
 // Check fills the default and reports problems; it reads the TLS files, so
-// that a wrong path fails `gateway check` and not the start. brokerListen
-// is the MQTT listener's address, which the HTTP side must not take.
-func (c *Config) Check(brokerListen string, r Reporter) {
+// that a wrong path fails `gateway check` and not the start. brokerAddrs
+// are the MQTT listeners' addresses, which the HTTP side must not take;
+// users says whether broker.users has any, which turns basic auth on.
+func (c *Config) Check(brokerAddrs []string, users bool, r Reporter) {
 	c.checked = true
 	if c.Listen == nil {
 		def := DefaultListen
@@ -62,14 +63,20 @@ func (c *Config) Check(brokerListen string, r Reporter) {
 		r.Errorf("listen", "listen %q is not host:port: %v", addr, err)
 		return
 	}
-	if addr == brokerListen {
-		r.Errorf("listen", "the HTTP side and the broker both listen on %s", addr)
+	for _, b := range brokerAddrs {
+		if addr == b && port != "0" { // port 0: each gets a free one
+			r.Errorf("listen", "the HTTP side and the broker both listen on %s", addr)
+		}
 	}
 	if port == "9100" {
 		r.Warnf("listen", "port 9100 is node_exporter's; the gateway's default is %s", DefaultListen)
 	}
-	if !isLoopback(host) {
-		r.Warnf("listen", "the status page and metrics are served beyond loopback (%s): anyone who reaches it sees the plant's values", addr)
+	switch {
+	case isLoopback(host):
+	case !users:
+		r.Warnf("listen", "the status page and metrics are served beyond loopback (%s) without authentication (broker.users is empty): anyone who reaches it sees the plant's values", addr)
+	case c.TLS == nil:
+		r.Warnf("listen", "the status page and metrics are served beyond loopback (%s) without tls: the broker users' passwords cross the network readable with every request (basic auth)", addr)
 	}
 	if c.TLS != nil {
 		if _, err := c.TLS.certificate(); err != nil {

@@ -58,6 +58,9 @@ func (s *Server) writeMetrics(w io.Writer) {
 		if hasStatus {
 			counter(`fieldbridge_modbus_wire_bytes_total{`+bus+`,direction="out"}`, bs.BytesOut)
 			counter(`fieldbridge_modbus_wire_bytes_total{`+bus+`,direction="in"}`, bs.BytesIn)
+			counter(`fieldbridge_modbus_writes_total{`+bus+`,result="ok"}`, bs.Writes.OK)
+			counter(`fieldbridge_modbus_writes_total{`+bus+`,result="refused"}`, bs.Writes.Refused)
+			counter(`fieldbridge_modbus_writes_total{`+bus+`,result="failed"}`, bs.Writes.Failed)
 			hists = append(hists, histogram{labels: bus, h: bs.Durations})
 		}
 		for i, d := range b.Adapter.Devices() {
@@ -96,6 +99,24 @@ func (s *Server) writeMetrics(w io.Writer) {
 		counter("fieldbridge_broker_messages_received_total", uint64(b.MessagesReceived))
 		counter("fieldbridge_broker_messages_sent_total", uint64(b.MessagesSent))
 		counter("fieldbridge_broker_dropped_total", uint64(b.MessagesDropped))
+		counter("fieldbridge_broker_auth_failures_total", uint64(b.AuthFailures))
+		counter("fieldbridge_broker_publishes_denied_total", uint64(b.PublishesDenied))
+		counter("fieldbridge_broker_subscriptions_refused_total", uint64(b.SubscriptionsRefused))
+		counter("fieldbridge_broker_connections_refused_total", uint64(b.ConnectionsRefused))
+		counter("fieldbridge_broker_queued_expired_total", uint64(b.QueuedExpired))
+		counter("fieldbridge_broker_queued_dropped_total", uint64(b.QueuedDropped))
+		counter("fieldbridge_broker_inflight_dropped_total", uint64(b.InflightDropped))
+	}
+	if s.o.Commands != nil {
+		c := s.o.Commands.Stats()
+		counter("fieldbridge_commands_received_total", uint64(c.Received))
+		counter(`fieldbridge_commands_total{result="ok"}`, uint64(c.OK))
+		counter(`fieldbridge_commands_total{result="refused"}`, uint64(c.Refused))
+		counter(`fieldbridge_commands_total{result="failed"}`, uint64(c.Failed))
+		counter("fieldbridge_commands_dropped_total", uint64(c.Dropped))
+	}
+	if s.o.Auth != nil {
+		counter("fieldbridge_http_auth_failures_total", s.authFailures.Load())
 	}
 	if br := s.o.Source.Bridge(); br != nil {
 		bs := br.Stats()

@@ -82,7 +82,7 @@ func (b bridgeStats) Stats() bridge.Stats { return bridge.Stats(b) }
 func checkedConfig(t *testing.T, c Config) Config {
 	t.Helper()
 	var r reporter
-	c.Check("", &r)
+	c.Check(nil, false, &r)
 	if len(r.errs) > 0 {
 		t.Fatal(r.errs)
 	}

@@ -22,13 +22,6 @@ import (
 	"github.com/fieldbridge/fieldbridge/internal/publisher"
 )
 
-// Authenticator checks HTTP basic-auth credentials. The broker's user list
-// (broker.users) is meant to satisfy it, so that the people who may read
-// the plant's values over MQTT are the ones who may read them here.
-type Authenticator interface {
-	Authenticate(username, password string) bool
-}
-
 // PublisherStats is the publisher as the HTTP side reads it.
 type PublisherStats interface{ Stats() publisher.Stats }
 
@@ -42,12 +35,15 @@ type Options struct {
 	Source Source
 	// Broker may be nil.
 	Broker BrokerStats
+	// Commands is the command router (…/set); may be nil.
+	Commands CommandStats
 	// BrokerListening and Started, if set, are readiness conditions;
 	// Started is false until the gateway has started every part, so that
 	// a request that arrives while it starts is not told "ready" before
 	// the buses exist.
 	BrokerListening, Started func() bool
-	// Auth, if set, requires basic auth on everything but /healthz.
+	// Auth, if set and while it requires it, puts basic auth on
+	// everything but /healthz (auth.go).
 	Auth Authenticator
 	Log  *slog.Logger
 	// Now is the clock (tests); default time.Now.
@@ -66,7 +62,11 @@ type Server struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	ready atomic.Bool
-	cert  atomic.Pointer[tls.Certificate] // served by every TLS listener; a reload replaces it
+	// authFailures counts requests refused for their credentials (401)
+	// or for what the user may read (403).
+	authFailures atomic.Uint64
+	authLog      logLimiter
+	cert         atomic.Pointer[tls.Certificate] // served by every TLS listener; a reload replaces it
 
 	gatewayID atomic.Pointer[string]
 
@@ -255,7 +255,7 @@ func (s *Server) listen(c Config) (*listener, error) {
 	if conf != nil {
 		scheme = "https"
 	}
-	s.log.Info("status page and metrics", "url", scheme+"://"+ln.Addr().String()+"/", "auth", s.o.Auth != nil)
+	s.log.Info("status page and metrics", "url", scheme+"://"+ln.Addr().String()+"/", "auth", s.authRequired())
 	return l, nil
 }
 
@@ -314,24 +314,6 @@ func (s *Server) Close() error {
 		s.cur = nil
 	}
 	return nil
-}
-
-// authed requires basic auth when an Authenticator is set; the realm
-// makes browsers ask. Comparing passwords is the Authenticator's business
-// (bcrypt for the broker's users).
-func (s *Server) authed(h http.HandlerFunc) http.Handler {
-	if s.o.Auth == nil {
-		return h
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, pass, ok := r.BasicAuth()
-		if !ok || user == "" || !s.o.Auth.Authenticate(user, pass) {
-			w.Header().Set("WWW-Authenticate", `Basic realm="fieldbridge", charset="UTF-8"`)
-			http.Error(w, "authentication required", http.StatusUnauthorized)
-			return
-		}
-		h(w, r)
-	})
 }
 
 func (s *Server) handleAPIStatus(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,7 @@ func TestConfigCheck(t *testing.T) {
 	cases := []struct {
 		name       string
 		c          Config
+		users      bool
 		addr       string
 		errs, warn string
 	}{
@@ -44,7 +46,11 @@ func TestConfigCheck(t *testing.T) {
 		{name: "not host:port", c: Config{Listen: str("8980")}, errs: "listen: listen \"8980\" is not host:port"},
 		{name: "broker's address", c: Config{Listen: str("127.0.0.1:1883")}, errs: "both listen on 127.0.0.1:1883"},
 		{name: "node_exporter's port", c: Config{Listen: str("127.0.0.1:9100")}, warn: "node_exporter"},
-		{name: "beyond loopback", c: Config{Listen: str("0.0.0.0:8980")}, warn: "beyond loopback"},
+		{name: "beyond loopback", c: Config{Listen: str("0.0.0.0:8980")}, warn: "beyond loopback (0.0.0.0:8980) without authentication"},
+		{name: "port 0 beside the broker's", c: Config{Listen: str("127.0.0.1:0")}, addr: "127.0.0.1:0"},
+		{name: "one of the broker's listeners", c: Config{Listen: str("127.0.0.1:9001")}, errs: "both listen on 127.0.0.1:9001"},
+		{name: "basic auth in clear", c: Config{Listen: str("0.0.0.0:8980")}, users: true, warn: "passwords cross the network readable"},
+		{name: "basic auth over tls", c: Config{Listen: str("0.0.0.0:8980"), TLS: &TLS{CertFile: certs.ServerCertFile, KeyFile: certs.ServerKeyFile}}, users: true, addr: "0.0.0.0:8980"},
 		{name: "tls without key", c: Config{TLS: &TLS{CertFile: certs.ServerCertFile}}, errs: "tls.key_file: tls needs key_file"},
 		{name: "tls missing file", c: Config{TLS: &TLS{CertFile: "/nonexistent.pem", KeyFile: certs.ServerKeyFile}}, errs: "tls.cert_file: cannot read /nonexistent.pem"},
 		{name: "tls ok", c: Config{TLS: &TLS{CertFile: certs.ServerCertFile, KeyFile: certs.ServerKeyFile}}, addr: DefaultListen},
@@ -52,7 +58,7 @@ func TestConfigCheck(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var r reporter
-			tc.c.Check("127.0.0.1:1883", &r)
+			tc.c.Check([]string{"127.0.0.1:1883", "127.0.0.1:9001", "127.0.0.1:0"}, tc.users, &r)
 			check := func(what string, got []string, want string) {
 				if want == "" && len(got) > 0 || want != "" && (len(got) != 1 || !strings.Contains(got[0], want)) {
 					t.Errorf("%s: %q, want one containing %q", what, got, want)
@@ -68,12 +74,22 @@ func TestConfigCheck(t *testing.T) {
 }
 
 // users is an Authenticator with users given directly, standing in for the
-// broker's user list.
+// broker's user list (cmd/gateway tests the real one): a user whose
+// password starts with "ro-" may not read the gateway's values. It
+// requires authentication while it has users.
 type users map[string]string
 
-func (u users) Authenticate(name, password string) bool {
+func (u users) Required() bool { return len(u) > 0 }
+
+func (u users) Authenticate(name, password, gatewayID string) Access {
 	p, ok := u[name]
-	return ok && p == password
+	switch {
+	case !ok || p != password:
+		return Denied
+	case strings.HasPrefix(p, "ro-") || gatewayID != "gw":
+		return Forbidden
+	}
+	return Granted
 }
 
 // fakeAdapter has devices and no counters: the page and the metrics show
@@ -94,7 +110,7 @@ func (nullSink) Availability(*adapters.Device, bool) {}
 func newTestServer(t *testing.T, c Config, auth Authenticator) (*Server, *Recorder, *adapters.Device) {
 	t.Helper()
 	var r reporter
-	c.Check("127.0.0.1:1883", &r)
+	c.Check([]string{"127.0.0.1:1883"}, false, &r)
 	if len(r.errs) > 0 {
 		t.Fatal(r.errs)
 	}
@@ -122,7 +138,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestBasicAuth(t *testing.T) {
-	s, _, _ := newTestServer(t, Config{Listen: str(freeAddr(t))}, users{"operator": "s3cret"})
+	s, _, _ := newTestServer(t, Config{Listen: str(freeAddr(t))}, users{"operator": "s3cret", "cloud": "ro-x"})
 	base := "http://" + s.Addr()
 	do := func(path, user, pass string) int {
 		req, _ := http.NewRequest("GET", base+path, nil)
@@ -149,6 +165,13 @@ func TestBasicAuth(t *testing.T) {
 		if code := do(path, "operator", "s3cret"); code != http.StatusOK {
 			t.Errorf("%s with credentials: %d", path, code)
 		}
+	}
+	// The right password, but no right to the values: 403, no challenge.
+	if code := do("/", "cloud", "ro-x"); code != http.StatusForbidden {
+		t.Errorf("/ for a user who may not read the values: %d", code)
+	}
+	if got := s.authFailures.Load(); got != 4+1 {
+		t.Errorf("%d refusals counted, want 5: four wrong passwords, one forbidden (a request without credentials is a challenge, not a failure)", got)
 	}
 	// Liveness tells nothing about the plant: probes need no password.
 	if code := do("/healthz", "", ""); code != http.StatusOK {
@@ -205,7 +228,7 @@ func TestDefaultAddressTaken(t *testing.T) {
 	taken := l.Addr().String()
 	c := Config{Listen: str(taken)}
 	var r reporter
-	c.Check("", &r)
+	c.Check(nil, false, &r)
 	src := FixedSource(nil, nil)
 	s, _ := New(Options{Config: c, Source: src})
 	if err := s.Start(); err == nil || !strings.Contains(err.Error(), taken) {
@@ -226,3 +249,32 @@ func TestHumanSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestBasicAuthFollowsTheUsers: whether requests authenticate is asked on
+// every request: an Authenticator that has no users any more (a reload
+// removed the last one) lets requests through, one that has them again
+// asks.
+func TestBasicAuthFollowsTheUsers(t *testing.T) {
+	u := &switchable{}
+	s, _, _ := newTestServer(t, Config{Listen: str(freeAddr(t))}, u)
+	get := func() int {
+		resp, err := http.Get("http://" + s.Addr() + "/api/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Errorf("no users: %d", code)
+	}
+	u.on.Store(true)
+	if code := get(); code != http.StatusUnauthorized {
+		t.Errorf("users: %d", code)
+	}
+}
+
+type switchable struct{ on atomic.Bool }
+
+func (s *switchable) Required() bool                     { return s.on.Load() }
+func (s *switchable) Authenticate(_, _, _ string) Access { return Denied }

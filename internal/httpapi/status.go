@@ -6,6 +6,7 @@ import (
 
 	"github.com/fieldbridge/fieldbridge/adapters"
 	"github.com/fieldbridge/fieldbridge/bridge"
+	"github.com/fieldbridge/fieldbridge/internal/commands"
 	"github.com/fieldbridge/fieldbridge/localbroker"
 )
 
@@ -20,13 +21,37 @@ type Status struct {
 	Buses         []BusView   `json:"buses"`
 	Bridge        *BridgeView `json:"bridge"`
 	Broker        *BrokerView `json:"broker"`
+	// Commands are the …/set commands handled since the start.
+	Commands *CommandsView `json:"commands"`
 }
 
 // BusView is one adapter (bus).
 type BusView struct {
-	Name     string       `json:"name"`
-	Endpoint string       `json:"endpoint,omitempty"`
-	Devices  []DeviceView `json:"devices"`
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint,omitempty"`
+	// Writes are the bus's command outcomes (null for a bus without
+	// writable points that never had a command).
+	Writes  *WritesView  `json:"writes"`
+	Devices []DeviceView `json:"devices"`
+}
+
+// WritesView is a bus's command outcomes since it started (see
+// adapters.WriteCounts).
+type WritesView struct {
+	OK      uint64 `json:"ok"`
+	Refused uint64 `json:"refused"`
+	Failed  uint64 `json:"failed"`
+}
+
+// CommandsView is the command router's counters: commands received, their
+// outcomes (refused counts those refused before reaching a bus too), and
+// those dropped because they came faster than they could be handled.
+type CommandsView struct {
+	Received int64 `json:"received"`
+	OK       int64 `json:"ok"`
+	Refused  int64 `json:"refused"`
+	Failed   int64 `json:"failed"`
+	Dropped  int64 `json:"dropped"`
 }
 
 // DeviceView is one device.
@@ -85,17 +110,34 @@ type BrokerView struct {
 	MessagesReceived int64 `json:"messages_received"`
 	MessagesSent     int64 `json:"messages_sent"`
 	Dropped          int64 `json:"dropped"`
+	// What the broker's security refused: connections for their
+	// credentials, certificate or will; publishes and subscriptions by the
+	// ACLs; connections beyond max_clients.
+	AuthFailures         int64 `json:"auth_failures"`
+	PublishesDenied      int64 `json:"publishes_denied"`
+	SubscriptionsRefused int64 `json:"subscriptions_refused"`
+	ConnectionsRefused   int64 `json:"connections_refused"`
+}
+
+// Refusals reports whether the broker refused anything (the page shows
+// the counts only then).
+func (b *BrokerView) Refusals() bool {
+	return b.AuthFailures+b.PublishesDenied+b.SubscriptionsRefused+b.ConnectionsRefused > 0
 }
 
 // BrokerStats is the embedded broker as the HTTP side reads it.
 type BrokerStats interface{ Stats() localbroker.Stats }
 
+// CommandStats is the command router as the HTTP side reads it.
+type CommandStats interface{ Stats() commands.Stats }
+
 // BridgeStats is the cloud bridge as the HTTP side reads it.
 type BridgeStats interface{ Stats() bridge.Stats }
 
 var (
-	_ BrokerStats = (*localbroker.Broker)(nil)
-	_ BridgeStats = (*bridge.Bridge)(nil)
+	_ BrokerStats  = (*localbroker.Broker)(nil)
+	_ BridgeStats  = (*bridge.Bridge)(nil)
+	_ CommandStats = (*commands.Router)(nil)
 )
 
 // dropped sums every way a message meant for the cloud was lost.
@@ -170,7 +212,12 @@ func (s *Server) status(device string) Status {
 	}
 	if s.o.Broker != nil {
 		b := s.o.Broker.Stats()
-		st.Broker = &BrokerView{Clients: b.Clients, MessagesReceived: b.MessagesReceived, MessagesSent: b.MessagesSent, Dropped: b.MessagesDropped}
+		st.Broker = &BrokerView{Clients: b.Clients, MessagesReceived: b.MessagesReceived, MessagesSent: b.MessagesSent, Dropped: b.MessagesDropped,
+			AuthFailures: b.AuthFailures, PublishesDenied: b.PublishesDenied, SubscriptionsRefused: b.SubscriptionsRefused, ConnectionsRefused: b.ConnectionsRefused}
+	}
+	if s.o.Commands != nil {
+		c := s.o.Commands.Stats()
+		st.Commands = &CommandsView{Received: c.Received, OK: c.OK, Refused: c.Refused, Failed: c.Failed, Dropped: c.Dropped}
 	}
 	return st
 }
@@ -180,9 +227,25 @@ func (s *Server) status(device string) Status {
 func (s *Server) busView(b *Bus) (BusView, []adapters.DeviceStatus) {
 	if r, ok := b.Adapter.(adapters.StatusReporter); ok {
 		bs := r.Status()
-		return BusView{Name: b.busName(&bs), Endpoint: bs.Endpoint}, bs.Devices
+		bv := BusView{Name: b.busName(&bs), Endpoint: bs.Endpoint}
+		if w := bs.Writes; w != (adapters.WriteCounts{}) || hasWritable(b.Adapter) {
+			bv.Writes = &WritesView{OK: w.OK, Refused: w.Refused, Failed: w.Failed}
+		}
+		return bv, bs.Devices
 	}
 	return BusView{Name: b.busName(nil)}, nil
+}
+
+// hasWritable reports whether any point of a takes commands.
+func hasWritable(a adapters.Adapter) bool {
+	for _, d := range a.Devices() {
+		for _, p := range d.Points {
+			if p.Writable {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) deviceView(rec *Recorder, d *adapters.Device, now time.Time) DeviceView {

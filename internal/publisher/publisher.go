@@ -65,7 +65,7 @@ func (p *Publisher) Publish(samples []adapters.Sample) {
 		s := &samples[i]
 		pt := s.Point
 		st := &p.state[pt.ID]
-		if s.Err == nil && !p.changed(st, pt, s.Value) {
+		if s.Err == nil && !s.Force && !p.changed(st, pt, s.Value) {
 			p.unchanged.Add(1)
 			continue
 		}

@@ -7,13 +7,19 @@
 //     an RTU line that behaves like RS-485: two socat pty pairs with a
 //     pacing relay between them (see StartRTU). Device content, silent
 //     units and exception ranges come from a DeviceSpec and can be changed
-//     while it runs (Set, SetBits, SetSilent).
+//     while it runs (Set, SetBits, SetSilent); Get, GetBits and Functions
+//     show what the device holds and which function codes it received, so
+//     a test sees a write land (or a refused one leave nothing).
 //   - StartMosquitto: mosquitto as the cloud broker, with its own config on
 //     a free port, optional TLS (GenerateCerts) and passwords; Stop, Kill
 //     and Start again on the same port for outage tests.
 //   - Subscribe, Publish, PublishLines, StartPublisher: mosquitto_sub and
 //     mosquitto_pub as local MQTT clients (StartPublisher publishes lines
 //     as the test writes them and counts the broker's acknowledgements).
+//   - StartPaho: an MQTT client on Debian's python3-paho-mqtt, for what
+//     mosquitto_sub/pub cannot do: MQTT 5 properties, sessions that come
+//     back, WebSocket, TLS with client certificates. Request is one MQTT 5
+//     request/response exchange on it (response topic, correlation data).
 //   - StartProxy: a TCP proxy that cuts or blackholes a link.
 //   - StartChromium: Debian's headless chromium, to load a page the way a
 //     browser builds it (DumpDOM) and to draw it (Screenshot).

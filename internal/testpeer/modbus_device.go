@@ -205,6 +205,9 @@ type pyReply struct {
 	OK       bool           `json:"ok"`
 	Error    string         `json:"error"`
 	Requests map[string]int `json:"requests"`
+	// Values answers "get"; Functions answers "functions".
+	Values    []any `json:"values"`
+	Functions []int `json:"functions"`
 }
 
 // startPyDevice writes the script and spec to a temp dir, starts the

@@ -267,6 +267,10 @@ func (s *Sub) Reset() {
 	s.msgs = nil
 }
 
+// Output returns what mosquitto_sub printed besides messages (its -d
+// debug lines and errors).
+func (s *Sub) Output() string { return s.out.String() }
+
 // Stop ends mosquitto_sub now (a persistent session stays on the broker).
 func (s *Sub) Stop() { s.proc.stop(2 * time.Second) }
 

@@ -17,6 +17,11 @@ Commands on stdin:
   {"id": I, "op": "set", "unit": U, "table": T, "addr": A, "values": [...]}
   {"id": I, "op": "silent", "unit": U, "silent": true|false}
   {"id": I, "op": "requests"}          -> {"requests": {"U": count, ...}}
+  {"id": I, "op": "get", "unit": U, "table": T, "addr": A, "count": N}
+                                       -> {"values": [...]} (the device's content)
+  {"id": I, "op": "functions", "unit": U}
+                                       -> {"functions": [fc, ...]} the function
+                                          codes of the last 256 requests to U
   {"id": I, "op": "ping"}
 End of stdin stops the server and the process.
 
@@ -154,6 +159,7 @@ class Device:
         self.silent = set(int(u) for u in (spec.get("silent") or []))
         self.exceptions = list(spec.get("exceptions") or [])
         self.requests = {}
+        self.functions = {}
         self.context = DeviceServerContext(self.units)
 
     def exception_for(self, unit, request):
@@ -178,6 +184,15 @@ class Device:
         if op == "requests":
             return {"requests": {str(u): n for u, n in self.requests.items()}}
         unit = int(msg["unit"])
+        if op == "functions":
+            return {"functions": list(self.functions.get(unit, []))}
+        if op == "get":
+            key = TABLES.get(msg["table"])
+            if key is None:
+                raise ValueError(f"unknown table {msg['table']!r}")
+            ctx = self.units.get(unit) or UnitContext()
+            fx = {"c": 1, "d": 2, "h": 3, "i": 4}[key]
+            return {"values": ctx.getValues(fx, int(msg["addr"]), int(msg["count"]))}
         if op == "silent":
             if msg["silent"]:
                 self.silent.add(unit)
@@ -203,6 +218,9 @@ class DeviceHandlerMixin:
         dev = self.server.fb_device
         unit = request.unit_id
         dev.requests[unit] = dev.requests.get(unit, 0) + 1
+        log = dev.functions.setdefault(unit, [])
+        log.append(request.function_code)
+        del log[:-256]
         if unit in dev.silent or unit not in dev.units:
             return  # like a dead RTU slave: nothing at all on the wire
         code = dev.exception_for(unit, request)
