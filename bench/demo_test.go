@@ -27,7 +27,7 @@ func demoConfig(tb testing.TB) (cfg, simAddr, brokerAddr string) {
 	simAddr = fmt.Sprintf("127.0.0.1:%d", freePort(tb))
 	brokerAddr = fmt.Sprintf("127.0.0.1:%d", freePort(tb))
 	s := strings.ReplaceAll(string(data), "127.0.0.1:5020", simAddr)
-	s = strings.ReplaceAll(s, "127.0.0.1:1883", brokerAddr)
+	s = strings.ReplaceAll(s, "127.0.0.1:1885", brokerAddr)
 	s = strings.ReplaceAll(s, "data_dir: ./data", "data_dir: "+tb.TempDir())
 	return s, simAddr, brokerAddr
 }

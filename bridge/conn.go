@@ -71,6 +71,9 @@ func (l *link) cause() error {
 // errShutdown ends a link at shutdown.
 var errShutdown = errors.New("bridge stopping")
 
+// writeFloor is the shortest write deadline of a connection.
+const writeFloor = 2 * time.Second
+
 type pahoConn struct {
 	c  mqtt.Client
 	mu sync.Mutex
@@ -139,7 +142,11 @@ func (p *pahoConn) open(cfg *Config, tc *tls.Config) mqtt.OpenConnectionFunc {
 		if err != nil {
 			return nil, err
 		}
-		bc := newBatchConn(nc, cfg.AckTimeout)
+		// The deadline of each 64 KiB write: a socket that takes nothing
+		// for this long is dead. Never under writeFloor, so that a short
+		// ack_timeout does not take a slow link's TCP retransmits (200 ms
+		// at least on Linux) for a dead one.
+		bc := newBatchConn(nc, max(cfg.AckTimeout, writeFloor))
 		p.mu.Lock()
 		p.nc, p.bc = nc, bc
 		p.mu.Unlock()

@@ -53,7 +53,7 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokerAddr, simAddr := loopbackAddr(t), loopbackAddr(t)
-	text := strings.ReplaceAll(string(data), "127.0.0.1:1883", brokerAddr)
+	text := strings.ReplaceAll(string(data), "127.0.0.1:1885", brokerAddr)
 	text = strings.ReplaceAll(text, "127.0.0.1:5020", simAddr)
 	cfg, err := config.Parse("demo.yaml", []byte(withoutHTTP(text)), config.Options{})
 	if err != nil {

@@ -18,7 +18,7 @@ func TestDemoWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokerAddr, simAddr := loopbackAddr(t), loopbackAddr(t)
-	text := strings.ReplaceAll(string(data), "127.0.0.1:1883", brokerAddr)
+	text := strings.ReplaceAll(string(data), "127.0.0.1:1885", brokerAddr)
 	text = strings.ReplaceAll(text, "127.0.0.1:5020", simAddr)
 	text = strings.ReplaceAll(text, "./data", t.TempDir())
 	runGateway(t, text)
