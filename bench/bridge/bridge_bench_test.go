@@ -156,6 +156,11 @@ func startGateway(t *testing.T, bin, config, logPath string) *gateway {
 		t.Fatal(err)
 	}
 	g := &gateway{cmd: exec.Command(bin, "run", "--config", config), done: make(chan struct{}), log: f}
+	// BENCH_GATEWAY_ENV adds settings for the gateway alone (e.g.
+	// GOMAXPROCS=1), not for the measuring subscribers in this process.
+	if extra := os.Getenv("BENCH_GATEWAY_ENV"); extra != "" {
+		g.cmd.Env = append(os.Environ(), strings.Fields(extra)...)
+	}
 	g.cmd.Stdout, g.cmd.Stderr = f, f
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
