@@ -100,8 +100,7 @@ type sender struct {
 
 // pump forwards queued records over one connection until ctx ends or the
 // link dies; birth, if not nil, is the token of the status message sent
-// first. At
-// shutdown it stops sending and waits up to shutdownGrace for the
+// first. At shutdown it stops sending and waits up to shutdownGrace for the
 // acknowledgements of what is in flight, so that a clean restart resends
 // as little as possible.
 func (b *Bridge) pump(ctx context.Context, c publisher, l *link, birth mqtt.Token) {
