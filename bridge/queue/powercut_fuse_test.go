@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,23 +20,6 @@ import (
 // system, where only fsynced data and fsynced directory entries survive a
 // Cut, and the last unsynced writes may be torn. Only the public API is
 // used, so that the test holds for any implementation of the queue.
-
-// RunsEnv sets how many cuts each power-cut test makes (per mode); the
-// default keeps CI short. FIELDBRIDGE_POWERCUT_RUNS=200 for a long run.
-const runsEnv = "FIELDBRIDGE_POWERCUT_RUNS"
-
-func powercutRuns(t *testing.T, def int) int {
-	t.Helper()
-	s := os.Getenv(runsEnv)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		t.Fatalf("%s=%q: want a positive number", runsEnv, s)
-	}
-	return n
-}
 
 // Queue options under test: the default group commit, and segments small
 // enough that rolls, seals, removals and their directory fsyncs happen
@@ -506,7 +488,7 @@ func report(t *testing.T, problems []string, fsys *powercut.FS, rep powercut.Cut
 func TestQueuePowerCuts(t *testing.T) {
 	powercut.Require(t)
 	t.Run("fresh", func(t *testing.T) {
-		runs := powercutRuns(t, 6)
+		runs := powercut.Runs(t, 6)
 		var tot pcTotals
 		for run := range runs {
 			fsys := powercut.Mount(t, powercut.Options{})
@@ -535,7 +517,7 @@ func TestQueuePowerCuts(t *testing.T) {
 		tot.log(t, "fresh")
 	})
 	t.Run("steady", func(t *testing.T) {
-		runs := powercutRuns(t, 10)
+		runs := powercut.Runs(t, 10)
 		fsys := powercut.Mount(t, powercut.Options{})
 		rng := rand.New(rand.NewPCG(fsys.Seed(), 3))
 		m := newModel(t)

@@ -25,9 +25,6 @@ import (
 // gateway's broker) more than one sync window, plus slack for the hand-off,
 // before a cut must reach the cloud at least once, in order per topic.
 
-// gwRunsEnv sets the number of cuts per mode (default: a few, for CI).
-const gwRunsEnv = "FIELDBRIDGE_POWERCUT_RUNS"
-
 const (
 	gwSync = 100 * time.Millisecond // buffer.sync, the default
 	// gwSlack covers the hand-off from the broker to the queue (channel,
@@ -37,19 +34,6 @@ const (
 	// gwTick is the publishing pace: one message per topic per tick.
 	gwTick = 2 * time.Millisecond
 )
-
-func gwRuns(t *testing.T, def int) int {
-	t.Helper()
-	s := os.Getenv(gwRunsEnv)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		t.Fatalf("%s=%q: want a positive number", gwRunsEnv, s)
-	}
-	return n
-}
 
 // pcTopic is one topic the test publishes numbered messages on.
 type pcTopic struct {
@@ -429,7 +413,7 @@ func TestGatewayPowerCuts(t *testing.T) {
 	// A new gateway's first start, the link down from the beginning, the
 	// power cut once; then it restarts, the link returns, the queue drains.
 	t.Run("fresh", func(t *testing.T) {
-		runs := gwRuns(t, 3)
+		runs := powercut.Runs(t, 3)
 		var fig gwFigures
 		for run := range runs {
 			r := newRig(t, bin, proxy, sub)
@@ -467,7 +451,7 @@ func TestGatewayPowerCuts(t *testing.T) {
 	// down (messages pile up on the card), restarting on the card each
 	// time; at the end the link returns and everything drains.
 	t.Run("steady", func(t *testing.T) {
-		runs := gwRuns(t, 5)
+		runs := powercut.Runs(t, 5)
 		r := newRig(t, bin, proxy, sub)
 		tops := newTopics("steady")
 
