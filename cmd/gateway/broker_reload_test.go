@@ -137,27 +137,7 @@ bridge:
 	waitUntil(t, 10*time.Second, "the bridge connected", func() bool { return g.bridge.Stats().Connected })
 	line := g.currentBuses()[0]
 
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	sent := 0
-	var loadDone sync.WaitGroup
-	loadDone.Add(1)
-	go func() {
-		defer loadDone.Done()
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-loadCtx.Done():
-				return
-			case <-tick.C:
-			}
-			if err := g.broker.Publish("it/load", []byte(strconv.Itoa(sent)), false, 1); err != nil {
-				t.Errorf("publish: %v", err)
-				return
-			}
-			sent++
-		}
-	}()
+	stopLoad := publishLoad(t, ctx, g, "it/load")
 
 	reloads := 0
 	reload := func(step, want string) string {
@@ -223,8 +203,7 @@ bridge:
 	values.WaitCount(t, seen+3, 10*time.Second) // the bus still publishing to the unchanged listener
 
 	time.Sleep(200 * time.Millisecond) // some load after the last reload
-	stopLoad()
-	loadDone.Wait()
+	sent := stopLoad()
 	last := strconv.Itoa(sent - 1)
 	cloud.WaitFor(t, 30*time.Second, func(m testpeer.Message) bool { return string(m.Payload) == last })
 	watcher.WaitFor(t, 30*time.Second, func(m testpeer.Message) bool { return string(m.Payload) == last })

@@ -129,27 +129,7 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	// The load: 1,000 numbered messages a second, published in-process as
 	// an adapter would.
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	sent := 0
-	var loadDone sync.WaitGroup
-	loadDone.Add(1)
-	go func() {
-		defer loadDone.Done()
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-loadCtx.Done():
-				return
-			case <-tick.C:
-			}
-			if err := g.broker.Publish("it/load", []byte(strconv.Itoa(sent)), false, 1); err != nil {
-				t.Errorf("publish: %v", err)
-				return
-			}
-			sent++
-		}
-	}()
+	stopLoad := publishLoad(t, ctx, g, "it/load")
 
 	reloads := 0
 	reload := func(step, text, want string) {
@@ -187,8 +167,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		return m.Topic == "it/drive/availability" && string(m.Payload) == "offline"
 	})
 	time.Sleep(300 * time.Millisecond) // some load after the last reload
-	stopLoad()
-	loadDone.Wait()
+	sent := stopLoad()
 
 	last := strconv.Itoa(sent - 1)
 	cloud.WaitFor(t, 30*time.Second, func(m testpeer.Message) bool { return m.Topic == "cloud-a/it/load" && string(m.Payload) == last })
@@ -285,5 +264,37 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 	if code := gw.cmd.ProcessState.ExitCode(); code != 0 || strings.Count(gw.out.String(), "config reloaded") != 2 {
 		t.Fatalf("exit %d, want 0 after two reloads", code)
+	}
+}
+
+// publishLoad publishes numbered messages ("0", "1", …) on topic into the
+// gateway's broker, one a millisecond, as an adapter would, until the
+// returned stop is called; stop returns how many were published.
+func publishLoad(t *testing.T, ctx context.Context, g *gateway, topic string) (stop func() int) {
+	t.Helper()
+	loadCtx, cancel := context.WithCancel(ctx)
+	sent := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-loadCtx.Done():
+				return
+			case <-tick.C:
+			}
+			if err := g.broker.Publish(topic, []byte(strconv.Itoa(sent)), false, 1); err != nil {
+				t.Errorf("publish: %v", err)
+				return
+			}
+			sent++
+		}
+	}()
+	return func() int {
+		cancel()
+		<-done
+		return sent
 	}
 }
