@@ -142,6 +142,11 @@ adapters:
 		!bytes.Equal(resp.CorrelationData, []byte("req-42\x00")) || resp.ContentType != "application/json" {
 		t.Errorf("MQTT 5 response %+v", resp)
 	}
+	// The same result reaches it/# on its own time: wait for it, so that
+	// the refusals below cannot take it for theirs.
+	sub.WaitFor(t, 10*time.Second, func(m testpeer.Message) bool {
+		return m.Topic == "it/pump/speed/set/result" && jsonOf(t, m.Payload)["id"] == 5.0
+	})
 
 	// Refusals: the result says why, the device is untouched.
 	before := len(dev.Functions(1))
