@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 )
 
@@ -39,28 +37,21 @@ func intEnv(name string, def int) int {
 	return def
 }
 
-// counter subscribes to the cloud with paho and records, per topic, which
-// message numbers arrived and when the first and the last came.
+// counter subscribes to the cloud (a rawSubscriber) and records, per
+// topic, which message numbers arrived and when the first and the last
+// came.
 type counter struct {
 	mu          sync.Mutex
 	seen        map[int]bool
 	total       int
 	first, last time.Time
 	changed     chan struct{}
-	client      mqtt.Client
 }
 
 func newCounter(t *testing.T, addr, filter string) *counter {
 	t.Helper()
 	c := &counter{seen: map[int]bool{}, changed: make(chan struct{}, 1)}
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("bench-%d", time.Now().UnixNano())).
-		SetAutoReconnect(false).SetOrderMatters(true)
-	c.client = mqtt.NewClient(opts)
-	if tok := c.client.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("counter connect: %v", tok.Error())
-	}
-	tok := c.client.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
-		p := m.Payload()
+	startRawSubscriber(t, addr, fmt.Sprintf("bench-%d", time.Now().UnixNano()), filter, func(_ string, p []byte, now time.Time) {
 		sp := strings.IndexByte(string(p), ' ')
 		if sp < 0 {
 			return
@@ -69,7 +60,6 @@ func newCounter(t *testing.T, addr, filter string) *counter {
 		if err != nil {
 			return
 		}
-		now := time.Now()
 		c.mu.Lock()
 		if c.total == 0 {
 			c.first = now
@@ -83,10 +73,6 @@ func newCounter(t *testing.T, addr, filter string) *counter {
 		default:
 		}
 	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("counter subscribe: %v", tok.Error())
-	}
-	t.Cleanup(func() { c.client.Disconnect(100) })
 	return c
 }
 
@@ -155,7 +141,13 @@ func startGateway(t *testing.T, bin, config, logPath string) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{cmd: exec.Command(bin, "run", "--config", config), done: make(chan struct{}), log: f}
+	args := []string{"run", "--config", config}
+	// BENCH_PPROF=ADDR serves the gateway's profiles there (go tool pprof
+	// http://ADDR/debug/pprof/profile).
+	if addr := os.Getenv("BENCH_PPROF"); addr != "" {
+		args = append(args, "--pprof", addr)
+	}
+	g := &gateway{cmd: exec.Command(bin, args...), done: make(chan struct{}), log: f}
 	// BENCH_GATEWAY_ENV adds settings for the gateway alone (e.g.
 	// GOMAXPROCS=1), not for the measuring subscribers in this process.
 	if extra := os.Getenv("BENCH_GATEWAY_ENV"); extra != "" {

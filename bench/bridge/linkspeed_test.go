@@ -26,7 +26,13 @@ import (
 //     the first message;
 //   - live: BENCH_LIVE_RATE (default 2,000) msg/s of QoS 1 for
 //     BENCH_LIVE_SECONDS (10 s) with the link up; how many arrived, and how
-//     far behind its publication the last message arrived.
+//     far behind its publication the last message arrived;
+//   - CPU per drained message, from /proc/PID/stat: of the bridge (the
+//     gateway, or the mosquitto that bridges), of the upstream mosquitto,
+//     and of this process, the harness (the delay line and the counting
+//     subscriber).
+//     On a machine with few cores the three share them: a bridge is only
+//     faster than another by as much as its own CPU leaves to the rest.
 //
 // BENCH_RTTS overrides the list of round trips (ms, comma separated);
 // BENCH_SIDES=ours or mosquitto runs one side only.
@@ -55,7 +61,7 @@ func TestLinkSpeed(t *testing.T) {
 	cloud := testpeer.StartMosquitto(t, cloudOptions(4*(backlog+rate*secs)))
 	bin := buildGateway(t)
 	fmt.Printf("\nbacklog %d, live %d msg/s for %d s, QoS 1, upstream mosquitto on loopback through a delay line; gateway at its defaults\n", backlog, rate, secs)
-	fmt.Printf("%-18s %6s | %12s %10s | %14s %12s %12s\n", "", "RTT", "drain msg/s", "first msg", "live arrived", "last behind", "p99 behind")
+	fmt.Printf("%-18s %6s | %12s %10s | %14s %12s %12s | %s\n", "", "RTT", "drain msg/s", "first msg", "live arrived", "last behind", "p99 behind", "CPU µs/msg: bridge upstream harness")
 	for _, rtt := range rtts {
 		delay := time.Duration(rtt) * time.Millisecond / 2
 		for _, side := range sides {
@@ -65,10 +71,11 @@ func TestLinkSpeed(t *testing.T) {
 			} else {
 				l = startMosquittoBridge(t, cloud, delay, rtt)
 			}
-			d := l.drain(t, backlog)
+			d := l.drain(t, backlog, cloud.Pid())
 			v := l.live(t, rate, secs)
-			fmt.Printf("%-18s %4dms | %12.0f %10v | %7d/%-6d %12v %12v\n", side, rtt,
-				d.rate, d.first.Round(time.Millisecond), v.arrived, v.sent, v.lastBehind.Round(time.Millisecond), v.p99.Round(time.Millisecond))
+			fmt.Printf("%-18s %4dms | %12.0f %10v | %7d/%-6d %12v %12v | %10.1f %8.1f %7.1f\n", side, rtt,
+				d.rate, d.first.Round(time.Millisecond), v.arrived, v.sent, v.lastBehind.Round(time.Millisecond), v.p99.Round(time.Millisecond),
+				d.cpu[0], d.cpu[1], d.cpu[2])
 			l.stop()
 		}
 	}
@@ -81,6 +88,7 @@ type linkRun struct {
 	prefix string // of the topics at the upstream
 	cnt    *stampCounter
 	onDisk func(topic string) int // queued records (ours), nil for mosquitto
+	pid    int                    // of the bridging process
 	stop   func()
 }
 
@@ -108,6 +116,7 @@ bridge:
 		proxy: proxy, local: local, prefix: prefix,
 		cnt:    newStampCounter(t, cloud.Addr(), prefix+"bench/#"),
 		onDisk: func(topic string) int { return queuedRecords(queueDir, prefix+topic) },
+		pid:    g.cmd.Process.Pid,
 		stop: func() {
 			g.stop(15)
 			keepLog(t, filepath.Join(dir, "gateway.log"), fmt.Sprintf("gateway-rtt%d.log", rtt))
@@ -157,6 +166,7 @@ func startMosquittoBridge(t *testing.T, cloud *testpeer.Mosquitto, delay time.Du
 	return &linkRun{
 		proxy: proxy, local: local.Addr(), prefix: prefix,
 		cnt:  newStampCounter(t, cloud.Addr(), prefix+"bench/#"),
+		pid:  local.Pid(),
 		stop: func() { local.Stop() },
 	}
 }
@@ -164,18 +174,24 @@ func startMosquittoBridge(t *testing.T, cloud *testpeer.Mosquitto, delay time.Du
 type drainResult struct {
 	rate  float64       // first to last message
 	first time.Duration // link restored → first message
+	cpu   [3]float64    // µs per message: bridge, upstream, this process (the harness)
 }
 
-func (l *linkRun) drain(t *testing.T, n int) drainResult {
+// drain builds a backlog of n during an outage and measures its drain.
+// upstream is the upstream broker's pid, for its CPU figure.
+func (l *linkRun) drain(t *testing.T, n int, upstream int) drainResult {
 	l.cnt.reset()
 	l.proxy.Cut()
 	publishAll(t, l.local, "bench/drain", stampedLines(n))
 	if l.onDisk != nil {
 		waitUntil(t, 60*time.Second, 20*time.Millisecond, "backlog on disk", func() bool { return l.onDisk("bench/drain") >= n })
 	}
+	pids := []int{l.pid, upstream, os.Getpid()}
+	before := cpuTimes(t, pids)
 	restored := time.Now()
 	l.proxy.Restore()
 	l.cnt.wait(n, 30*time.Second)
+	after := cpuTimes(t, pids)
 	first, last, got := l.cnt.span()
 	if got < n {
 		t.Errorf("%s: drain: %d of %d arrived", l.prefix, got, n)
@@ -185,7 +201,34 @@ func (l *linkRun) drain(t *testing.T, n int) drainResult {
 		r.rate = float64(got) / d.Seconds()
 	}
 	r.first = first.Sub(restored)
+	for i := range pids {
+		r.cpu[i] = float64((after[i] - before[i]).Microseconds()) / float64(n)
+	}
 	return r
+}
+
+// cpuTimes returns the user+system CPU time of each process so far, from
+// /proc/PID/stat (all its threads, in clock ticks of 10 ms).
+func cpuTimes(t *testing.T, pids []int) []time.Duration {
+	t.Helper()
+	out := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The command name, in parentheses, may hold spaces: count the
+		// fields after its closing one. utime and stime are fields 14
+		// and 15 of the whole line.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		utime, err1 := strconv.ParseInt(f[11], 10, 64)
+		stime, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("/proc/%d/stat: %q", pid, b)
+		}
+		out[i] = time.Duration(utime+stime) * 10 * time.Millisecond
+	}
+	return out
 }
 
 type liveResult struct {
@@ -229,7 +272,7 @@ func stampedLines(n int) [][]byte {
 }
 
 // stampCounter records, per message number, when it first arrived and how
-// long after its publication.
+// long after its publication, from a rawSubscriber on the upstream.
 type stampCounter struct {
 	mu      sync.Mutex
 	arrived map[int]time.Time
@@ -243,45 +286,38 @@ func newStampCounter(t *testing.T, addr, filter string) *stampCounter {
 	t.Helper()
 	c := &stampCounter{changed: make(chan struct{}, 1)}
 	c.reset()
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(fmt.Sprintf("stamps-%d", time.Now().UnixNano())).
-		SetAutoReconnect(false).SetOrderMatters(true)
-	cl := mqtt.NewClient(opts)
-	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("counter connect: %v", tok.Error())
-	}
-	tok := cl.Subscribe(filter, 1, func(_ mqtt.Client, m mqtt.Message) {
-		now := time.Now()
-		f := strings.SplitN(string(m.Payload()), " ", 3)
-		if len(f) < 3 {
-			return
-		}
-		k, err1 := strconv.Atoi(f[0])
-		ns, err2 := strconv.ParseInt(f[1], 10, 64)
-		if err1 != nil || err2 != nil {
-			return
-		}
-		c.mu.Lock()
-		if _, dup := c.arrived[k]; !dup {
-			c.arrived[k] = now
-			if ns > 0 {
-				c.behind[k] = now.Sub(time.Unix(0, ns))
-			}
-		}
-		if c.first.IsZero() {
-			c.first = now
-		}
-		c.last = now
-		c.mu.Unlock()
-		select {
-		case c.changed <- struct{}{}:
-		default:
-		}
-	})
-	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("counter subscribe: %v", tok.Error())
-	}
-	t.Cleanup(func() { cl.Disconnect(100) })
+	startRawSubscriber(t, addr, fmt.Sprintf("stamps-%d", time.Now().UnixNano()), filter, c.record)
 	return c
+}
+
+// record takes one message "NNNNNNN STAMP …" (STAMP in Unix nanoseconds,
+// 0 for none) that arrived at now.
+func (c *stampCounter) record(_ string, payload []byte, now time.Time) {
+	f := strings.SplitN(string(payload), " ", 3)
+	if len(f) < 3 {
+		return
+	}
+	k, err1 := strconv.Atoi(f[0])
+	pub, err2 := strconv.ParseInt(f[1], 10, 64)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	c.mu.Lock()
+	if _, dup := c.arrived[k]; !dup {
+		c.arrived[k] = now
+		if pub > 0 {
+			c.behind[k] = now.Sub(time.Unix(0, pub))
+		}
+	}
+	if c.first.IsZero() {
+		c.first = now
+	}
+	c.last = now
+	c.mu.Unlock()
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
 }
 
 func (c *stampCounter) reset() {

@@ -151,6 +151,16 @@ func (m *Mosquitto) Start() {
 	}
 }
 
+// Pid returns the broker's process id, or 0 when it is not running.
+func (m *Mosquitto) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.proc == nil || m.proc.exited() {
+		return 0
+	}
+	return m.proc.cmd.Process.Pid
+}
+
 // Running reports whether the broker process is running.
 func (m *Mosquitto) Running() bool {
 	m.mu.Lock()
