@@ -158,6 +158,7 @@ func printPlan(w io.Writer, cfg *config.Config, built []adapters.Adapter) {
 	if cfg.Bridge != nil {
 		cfg.Bridge.Describe(w)
 	}
+	cfg.HTTP.Describe(w, len(cfg.Broker.Users) > 0)
 	for _, a := range built {
 		fmt.Fprintln(w)
 		if d, ok := a.(adapters.Describer); ok {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 )
@@ -88,6 +89,24 @@ func (c *Config) Check(brokerAddrs []string, users bool, r Reporter) {
 			}
 		}
 	}
+}
+
+// Describe prints, for `gateway check`, where the HTTP side listens and
+// how it is protected; users says whether broker.users has any (basic
+// auth).
+func (c *Config) Describe(w io.Writer, users bool) {
+	if !c.Enabled() {
+		fmt.Fprintln(w, "http: off")
+		return
+	}
+	scheme, auth := "http", "no authentication"
+	if c.TLS != nil {
+		scheme = "https"
+	}
+	if users {
+		auth = "basic auth with the broker's users"
+	}
+	fmt.Fprintf(w, "http: status page %s://%s/ (/metrics, /healthz, /readyz, /api/status), %s\n", scheme, c.Addr(), auth)
 }
 
 // Enabled reports whether the HTTP side is on (after Check).
