@@ -23,7 +23,9 @@ import (
 //   - outbound packet ids start at 1 on each connection, in the same
 //     namespace mochi keeps client packet ids in: mosquitto_sub -c, which
 //     resubscribes with id 1, is refused with 0x91, and a client's QoS 1
-//     publish deletes the broker's unacknowledged message with its id.
+//     publish deletes the broker's unacknowledged message with its id;
+//   - an offline session that expires is deleted without its
+//     subscriptions, which stay in the topic index for good.
 //
 // (Retained values that expired with broker.message_expiry are fixed by not
 // giving mochi a maximum message expiry at all: see sweepExpired.)
@@ -36,7 +38,7 @@ func (*fixHook) ID() string { return "fieldbridge-fixes" }
 
 func (*fixHook) Provides(b byte) bool {
 	switch b {
-	case mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnPacketEncode:
+	case mqtt.OnConnect, mqtt.OnSessionEstablish, mqtt.OnPacketEncode, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -72,6 +74,12 @@ func (h *fixHook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		}
 	}
 	return nil
+}
+
+// OnClientExpired runs in mochi's loop just before it deletes an expired
+// offline session: take its subscriptions with it.
+func (h *fixHook) OnClientExpired(cl *mqtt.Client) {
+	h.b.srv.UnsubscribeClient(cl)
 }
 
 // OnSessionEstablish runs before mochi hands a resumed session's queue to

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,5 +345,35 @@ func TestQueuedMessagesExpire(t *testing.T) {
 	c.WaitEvent(t, 5*time.Second, func(e testpeer.PahoEvent) bool { return e.Ev == "msg" && e.Payload == "fresh" })
 	if n := countMsgs(c); n != 1 {
 		t.Errorf("got %d messages after reconnecting, want only the fresh one:%v", n, c.Events())
+	}
+}
+
+// TestExpiredSessionLosesSubscriptions: when an offline session expires,
+// its subscriptions go with it. mochi deletes the client but leaves its
+// subscriptions in the topic index, so HMIs that come and go with fresh
+// persistent client ids would pile them up for as long as the gateway
+// runs, each one looked at for every message.
+func TestExpiredSessionLosesSubscriptions(t *testing.T) {
+	for _, v5 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("v5=%v", v5), func(t *testing.T) {
+			b := startWith(t, Config{SessionExpiry: time.Second}, nil)
+			id := fmt.Sprintf("expiry-test-%v", v5)
+			c := testpeer.StartPaho(t, testpeer.PahoOptions{Addr: b.Addr(), V5: v5, ClientID: id, Persistent: true, SessionExpiry: 1})
+			c.Send(map[string]any{"op": "sub", "filter": "plant1/#", "qos": 1})
+			c.WaitEvent(t, 5*time.Second, func(e testpeer.PahoEvent) bool { return e.Ev == "suback" })
+			subscribed := func() bool {
+				_, ok := b.srv.Topics.Subscribers("plant1/pump/speed").Subscriptions[id]
+				return ok
+			}
+			if !subscribed() || atomic.LoadInt64(&b.srv.Info.Subscriptions) != 1 {
+				t.Fatalf("not subscribed: %d subscriptions", atomic.LoadInt64(&b.srv.Info.Subscriptions))
+			}
+			c.Send(map[string]any{"op": "disconnect"})
+			c.WaitEvent(t, 5*time.Second, func(e testpeer.PahoEvent) bool { return e.Ev == "disconnect" })
+			waitFor(t, "the session to expire", func() bool { _, ok := b.srv.Clients.Get(id); return !ok })
+			if subscribed() || atomic.LoadInt64(&b.srv.Info.Subscriptions) != 0 {
+				t.Errorf("the expired session is still subscribed (%d subscriptions)", atomic.LoadInt64(&b.srv.Info.Subscriptions))
+			}
+		})
 	}
 }
