@@ -153,6 +153,11 @@ func TestRegistry(t *testing.T) {
 	}
 	mustPanic("empty", Registration{})
 	Register(Registration{Type: "test-registry", NewConfig: func() Config { return nil }})
+	t.Cleanup(func() { // so that -count=N registers it afresh
+		regMu.Lock()
+		delete(registry, "test-registry")
+		regMu.Unlock()
+	})
 	mustPanic("duplicate", Registration{Type: "test-registry", NewConfig: func() Config { return nil }})
 	if _, ok := Lookup("test-registry"); !ok {
 		t.Error("Lookup after Register failed")
