@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,7 +15,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 )
 
@@ -97,22 +93,7 @@ bridge:
 		}
 	}
 	write(text([]string{plain(addrA), plain(addrB)}, []string{admin, scada("readwrite"), temp}))
-	loaded, err := config.Load(path, config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLog{t}), nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := startGateway(ctx, loaded, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hup := make(chan os.Signal, 1)
-	var waited sync.WaitGroup
-	waited.Add(1)
-	go func() { defer waited.Done(); g.wait(ctx, hup, path) }()
-	defer func() { cancel(); waited.Wait() }()
+	g, logs, hup := runGatewayFile(t, path)
 
 	cloud := testpeer.Subscribe(t, testpeer.SubOptions{Addr: m.Addr(), Filter: "it/load", QoS: 1})
 	watcher := testpeer.Subscribe(t, testpeer.SubOptions{Addr: addrA, Filter: "it/load", QoS: 1, Username: "admin", Password: "admin-pw"})
@@ -137,7 +118,7 @@ bridge:
 	waitUntil(t, 10*time.Second, "the bridge connected", func() bool { return g.bridge.Stats().Connected })
 	line := g.currentBuses()[0]
 
-	stopLoad := publishLoad(t, ctx, g, "it/load")
+	stopLoad := publishLoad(t, t.Context(), g, "it/load")
 
 	reloads := 0
 	reload := func(step, want string) string {

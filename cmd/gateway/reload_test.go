@@ -4,21 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fieldbridge/fieldbridge/adapters/modbus"
-	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 )
 
@@ -100,22 +96,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 	}
 	write(cfg.String())
-	loaded, err := config.Load(path, config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLog{t}), nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := startGateway(ctx, loaded, log, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hup := make(chan os.Signal, 1)
-	var waited sync.WaitGroup
-	waited.Add(1)
-	go func() { defer waited.Done(); g.wait(ctx, hup, path) }()
-	defer func() { cancel(); waited.Wait() }()
+	g, logs, hup := runGatewayFile(t, path)
 
 	cloud := testpeer.Subscribe(t, testpeer.SubOptions{Addr: m.Addr(), Filters: []string{"cloud-a/it/load", "cloud-b/it/load"}, QoS: 1})
 	local := testpeer.Subscribe(t, testpeer.SubOptions{Addr: cfg.broker, Filter: "it/+/availability"})
@@ -129,7 +110,7 @@ func TestReloadUnderLoad(t *testing.T) {
 
 	// The load: 1,000 numbered messages a second, published in-process as
 	// an adapter would.
-	stopLoad := publishLoad(t, ctx, g, "it/load")
+	stopLoad := publishLoad(t, t.Context(), g, "it/load")
 
 	reloads := 0
 	reload := func(step, text, want string) {

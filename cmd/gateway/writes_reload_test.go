@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 )
 
@@ -45,21 +40,7 @@ adapters:
 		}
 	}
 	write("          - {name: speed, table: holding, address: 0, writable: true}\n")
-	loaded, err := config.Load(path, config.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := startGateway(ctx, loaded, slog.New(slog.NewTextHandler(io.MultiWriter(logs, testLog{t}), nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hup := make(chan os.Signal, 1)
-	var waited sync.WaitGroup
-	waited.Add(1)
-	go func() { defer waited.Done(); g.wait(ctx, hup, path) }()
-	defer func() { cancel(); waited.Wait() }()
+	_, logs, hup := runGatewayFile(t, path)
 
 	sub := testpeer.Subscribe(t, testpeer.SubOptions{Addr: brokerAddr, Filter: "it/#", QoS: 1})
 	command := func(point, payload string) map[string]any {
