@@ -37,7 +37,7 @@ func intEnv(name string, def int) int {
 	return def
 }
 
-// counter subscribes to the cloud (a rawSubscriber) and records, per
+// counter subscribes to the cloud (a testpeer.RawSubscriber) and records, per
 // topic, which message numbers arrived and when the first and the last
 // came.
 type counter struct {
@@ -51,7 +51,7 @@ type counter struct {
 func newCounter(t *testing.T, addr, filter string) *counter {
 	t.Helper()
 	c := &counter{seen: map[int]bool{}, changed: make(chan struct{}, 1)}
-	startRawSubscriber(t, addr, fmt.Sprintf("bench-%d", time.Now().UnixNano()), filter, func(_ string, p []byte, now time.Time) {
+	testpeer.StartRawSubscriber(t, addr, fmt.Sprintf("bench-%d", time.Now().UnixNano()), filter, func(_ string, p []byte, now time.Time) {
 		sp := strings.IndexByte(string(p), ' ')
 		if sp < 0 {
 			return

@@ -272,7 +272,8 @@ func stampedLines(n int) [][]byte {
 }
 
 // stampCounter records, per message number, when it first arrived and how
-// long after its publication, from a rawSubscriber on the upstream.
+// long after its publication, from a testpeer.RawSubscriber on the
+// upstream.
 type stampCounter struct {
 	mu      sync.Mutex
 	arrived map[int]time.Time
@@ -286,7 +287,7 @@ func newStampCounter(t *testing.T, addr, filter string) *stampCounter {
 	t.Helper()
 	c := &stampCounter{changed: make(chan struct{}, 1)}
 	c.reset()
-	startRawSubscriber(t, addr, fmt.Sprintf("stamps-%d", time.Now().UnixNano()), filter, c.record)
+	testpeer.StartRawSubscriber(t, addr, fmt.Sprintf("stamps-%d", time.Now().UnixNano()), filter, c.record)
 	return c
 }
 

@@ -5,11 +5,12 @@ import (
 	"sync"
 
 	"fmt"
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 )

@@ -17,7 +17,7 @@
 #   - TestOutageMemory: resident memory while an outage of BENCH_OUTAGE
 #     (500,000) messages piles up on disk.
 # The subscriber counting at the upstream is a minimal MQTT reader
-# (rawsub_test.go): paho and mosquitto_sub as counters cost as much CPU as
+# (testpeer.RawSubscriber): paho and mosquitto_sub as counters cost as much CPU as
 # the upstream broker, and on a 2-core machine they set the 0 ms figures.
 # BENCH_PPROF=ADDR serves the gateway's profiles. paho's own cost per
 # message: go test ./bridge -run '^$' -bench PahoPublish.
