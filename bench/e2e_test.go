@@ -39,16 +39,7 @@ func freePort(tb testing.TB) int {
 
 // procStat returns a process's CPU time (user+system) and peak RSS.
 func procStat(tb testing.TB, pid int) (cpu time.Duration, peakRSS int64) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// Fields after the command name (which may contain spaces).
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticks = 100 // USER_HZ on Linux
-	cpu = time.Duration(utime+stime) * time.Second / ticks
+	cpu = testpeer.ProcessCPU(tb, pid)
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		tb.Fatal(err)

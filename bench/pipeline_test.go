@@ -18,7 +18,6 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	_ "github.com/fieldbridge/fieldbridge/adapters/modbus"
 	"github.com/fieldbridge/fieldbridge/internal/config"
 	"github.com/fieldbridge/fieldbridge/internal/publisher"
+	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 	"github.com/fieldbridge/fieldbridge/localbroker"
 )
 
@@ -89,12 +89,6 @@ func fastDevice(tb testing.TB) string {
 		}
 	}()
 	return l.Addr().String()
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkPipeline measures the CPU of the whole process per point polled,
@@ -182,11 +176,11 @@ func benchPipeline(b *testing.B, withHTTP, auth bool) {
 	}
 	time.Sleep(time.Second) // warm up: connections made, first cycles done
 	window := 5 * time.Second * time.Duration(b.N)
-	p0, c0, t0 := pub.Stats().Published, cpuTime(), time.Now()
+	p0, c0, t0 := pub.Stats().Published, testpeer.SelfCPU(), time.Now()
 	b.ResetTimer()
 	time.Sleep(window)
 	b.StopTimer()
-	p1, c1, t1 := pub.Stats().Published, cpuTime(), time.Now()
+	p1, c1, t1 := pub.Stats().Published, testpeer.SelfCPU(), time.Now()
 	if path := os.Getenv("FB_BENCH_HEAPPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err == nil {

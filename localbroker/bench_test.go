@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fieldbridge/fieldbridge/internal/testpeer"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -90,7 +90,7 @@ func BenchmarkPublishRetained(b *testing.B) {
 			}
 			payload := []byte(`{"value":1234,"ts":"2026-11-26T10:00:00.123Z","quality":"good","unit":"V"}`)
 			b.ReportAllocs()
-			c0 := cpuTime()
+			c0 := testpeer.SelfCPU()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if err := br.Publish(topics[i%len(topics)], payload, true, 1); err != nil {
@@ -99,15 +99,9 @@ func BenchmarkPublishRetained(b *testing.B) {
 			}
 			b.StopTimer()
 			// Process CPU, so mochi's per-client writer goroutine counts too.
-			b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N)/1000, "µs-cpu/op")
+			b.ReportMetric(float64((testpeer.SelfCPU()-c0).Nanoseconds())/float64(b.N)/1000, "µs-cpu/op")
 		})
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type nopReporter struct{}

@@ -187,11 +187,13 @@ func (l *linkRun) drain(t *testing.T, n int, upstream int) drainResult {
 		waitUntil(t, 60*time.Second, 20*time.Millisecond, "backlog on disk", func() bool { return l.onDisk("bench/drain") >= n })
 	}
 	pids := []int{l.pid, upstream, os.Getpid()}
-	before := cpuTimes(t, pids)
+	before := make([]time.Duration, len(pids))
+	for i, pid := range pids {
+		before[i] = testpeer.ProcessCPU(t, pid)
+	}
 	restored := time.Now()
 	l.proxy.Restore()
 	l.cnt.wait(n, 30*time.Second)
-	after := cpuTimes(t, pids)
 	first, last, got := l.cnt.span()
 	if got < n {
 		t.Errorf("%s: drain: %d of %d arrived", l.prefix, got, n)
@@ -201,34 +203,10 @@ func (l *linkRun) drain(t *testing.T, n int, upstream int) drainResult {
 		r.rate = float64(got) / d.Seconds()
 	}
 	r.first = first.Sub(restored)
-	for i := range pids {
-		r.cpu[i] = float64((after[i] - before[i]).Microseconds()) / float64(n)
+	for i, pid := range pids {
+		r.cpu[i] = float64((testpeer.ProcessCPU(t, pid) - before[i]).Microseconds()) / float64(n)
 	}
 	return r
-}
-
-// cpuTimes returns the user+system CPU time of each process so far, from
-// /proc/PID/stat (all its threads, in clock ticks of 10 ms).
-func cpuTimes(t *testing.T, pids []int) []time.Duration {
-	t.Helper()
-	out := make([]time.Duration, len(pids))
-	for i, pid := range pids {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The command name, in parentheses, may hold spaces: count the
-		// fields after its closing one. utime and stime are fields 14
-		// and 15 of the whole line.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
-		utime, err1 := strconv.ParseInt(f[11], 10, 64)
-		stime, err2 := strconv.ParseInt(f[12], 10, 64)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("/proc/%d/stat: %q", pid, b)
-		}
-		out[i] = time.Duration(utime+stime) * 10 * time.Millisecond
-	}
-	return out
 }
 
 type liveResult struct {
