@@ -278,27 +278,14 @@ func (s *Sub) Stop() { s.proc.stop(2 * time.Second) }
 // accepts, or fails the test after timeout listing what arrived.
 func (s *Sub) WaitFor(tb testing.TB, timeout time.Duration, match func(Message) bool) Message {
 	tb.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	seen := 0
-	for {
-		s.mu.Lock()
-		msgs, changed := s.msgs[seen:], s.changed
-		s.mu.Unlock()
-		for _, m := range msgs {
-			if match(m) {
-				return m
-			}
-		}
-		seen += len(msgs)
-		select {
-		case <-changed:
-		case <-s.proc.done:
-			tb.Fatalf("testpeer: mosquitto_sub exited (%v) before a matching message; got:\n%s", s.proc.exitError(), s.summary())
-		case <-deadline.C:
-			tb.Fatalf("testpeer: no matching message within %v; got:\n%s", timeout, s.summary())
-		}
+	m, end := entryLog[Message]{&s.mu, &s.msgs, &s.changed}.watch(timeout, s.proc.done, match)
+	switch end {
+	case exited:
+		tb.Fatalf("testpeer: mosquitto_sub exited (%v) before a matching message; got:\n%s", s.proc.exitError(), s.summary())
+	case timedOut:
+		tb.Fatalf("testpeer: no matching message within %v; got:\n%s", timeout, s.summary())
 	}
+	return m
 }
 
 // WaitCount waits until at least n messages arrived, or fails the test.

@@ -317,35 +317,8 @@ func (p *Paho) WaitEvent(tb testing.TB, timeout time.Duration, match func(PahoEv
 // the ACLs withhold): false after timeout, or once the client has exited
 // without it. A timeout of 0 looks only at the events so far.
 func (p *Paho) Await(timeout time.Duration, match func(PahoEvent) bool) (PahoEvent, bool) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	seen := 0
-	for {
-		p.mu.Lock()
-		evs, changed := p.events[seen:], p.changed
-		p.mu.Unlock()
-		for _, e := range evs {
-			if match(e) {
-				return e, true
-			}
-		}
-		seen += len(evs)
-		if timeout <= 0 {
-			return PahoEvent{}, false
-		}
-		select {
-		case <-changed:
-		case <-p.proc.done:
-			p.mu.Lock()
-			more := len(p.events) > seen
-			p.mu.Unlock()
-			if !more {
-				return PahoEvent{}, false
-			}
-		case <-deadline.C:
-			return PahoEvent{}, false
-		}
-	}
+	e, end := entryLog[PahoEvent]{&p.mu, &p.events, &p.changed}.watch(timeout, p.proc.done, match)
+	return e, end == found
 }
 
 func (p *Paho) exited() bool {
