@@ -81,6 +81,28 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// writeBridgeConfig writes the config of the tests that cut links and kill
+// processes: plant1/# bridged to upstream as site-a/…, with short
+// keepalive, timeouts and backoff so that they heal within a second.
+func writeBridgeConfig(t *testing.T, path, dataDir, local, upstream, level string) {
+	t.Helper()
+	err := os.WriteFile(path, fmt.Appendf(nil, `
+gateway: {id: plant1, data_dir: %s}
+log: {level: %s}
+broker: {listen: "%s"}
+bridge:
+  upstreams: [{url: "tcp://%s"}]
+  keepalive: 2s
+  connect_timeout: 2s
+  backoff_initial: 50ms
+  backoff_max: 200ms
+  forward: [{filter: "plant1/#", prefix: "site-a/"}]
+`, dataDir, level, local, upstream), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // startGatewayProc runs the binary with config; it is stopped by pid in
 // cleanup (SIGTERM, then SIGKILL) if the test did not end it.
 func startGatewayProc(t *testing.T, bin, config string) *gatewayProc {
@@ -191,21 +213,7 @@ func TestBridgeKill9(t *testing.T) {
 	dir := t.TempDir()
 	local := freeAddr(t)
 	config := filepath.Join(dir, "gateway.yaml")
-	err := os.WriteFile(config, fmt.Appendf(nil, `
-gateway: {id: plant1, data_dir: %s}
-log: {level: debug}
-broker: {listen: "%s"}
-bridge:
-  upstreams: [{url: "tcp://%s"}]
-  keepalive: 2s
-  connect_timeout: 2s
-  backoff_initial: 50ms
-  backoff_max: 200ms
-  forward: [{filter: "plant1/#", prefix: "site-a/"}]
-`, filepath.Join(dir, "data"), local, proxy.Addr()), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeBridgeConfig(t, config, filepath.Join(dir, "data"), local, proxy.Addr(), "debug")
 	status := func(payload string) func(testpeer.Message) bool {
 		return func(msg testpeer.Message) bool {
 			return msg.Topic == "site-a/plant1/status" && string(msg.Payload) == payload

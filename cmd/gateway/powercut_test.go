@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,21 +81,7 @@ func newRig(t *testing.T, bin string, proxy *testpeer.Proxy, sub *testpeer.Sub) 
 	r.fsys = powercut.Mount(t, powercut.Options{})
 	r.rng = rand.New(rand.NewPCG(r.fsys.Seed(), 7))
 	r.config = filepath.Join(t.TempDir(), "gateway.yaml")
-	err := os.WriteFile(r.config, fmt.Appendf(nil, `
-gateway: {id: plant1, data_dir: %s}
-log: {level: info}
-broker: {listen: "%s"}
-bridge:
-  upstreams: [{url: "tcp://%s"}]
-  keepalive: 2s
-  connect_timeout: 2s
-  backoff_initial: 50ms
-  backoff_max: 200ms
-  forward: [{filter: "plant1/#", prefix: "site-a/"}]
-`, r.fsys.Dir(), r.local, proxy.Addr()), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
+	writeBridgeConfig(t, r.config, r.fsys.Dir(), r.local, proxy.Addr(), "info")
 	return r
 }
 
