@@ -15,19 +15,10 @@ type received struct {
 	qos                    byte
 }
 
+// startBroker starts a broker with the defaults on a free loopback port.
 func startBroker(t *testing.T) *Broker {
 	t.Helper()
-	cfg := Config{Listen: "127.0.0.1:0"}
-	cfg.Check(failReporter{t})
-	b, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
+	return startWith(t, Config{}, nil)
 }
 
 type failReporter struct{ t *testing.T }
